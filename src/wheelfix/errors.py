@@ -1,0 +1,51 @@
+"""Error types. Every error that reaches the CLI is a one-line message plus an exit code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_FINDINGS",
+    "EXIT_INTERNAL",
+    "EXIT_OK",
+    "BadInput",
+    "Problem",
+    "WheelfixError",
+]
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with an input file, optionally inside one of its members."""
+
+    file: str
+    member: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.member}" if self.member is not None else self.file
+        return f"{where}: {self.message}"
+
+
+class WheelfixError(Exception):
+    """Base class; ``exit_code`` is what the CLI exits with."""
+
+    exit_code = EXIT_INTERNAL
+
+
+class BadInput(WheelfixError):
+    """An input is unusable. Carries every problem found, not just the first."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, problems: list[Problem] | tuple[Problem, ...]) -> None:
+        if not problems:
+            raise ValueError("BadInput needs at least one problem")
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        super().__init__("; ".join(str(p) for p in self.problems))

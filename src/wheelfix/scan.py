@@ -1,0 +1,172 @@
+"""Stream every member of a wheel once: verify it against RECORD, detect binaries by magic, parse them.
+
+Members are inflated straight from the zip into memory (never to disk). Non-binary members are hashed in
+chunks and dropped; a binary is inflated into one buffer so its reader can follow offsets, under a byte
+budget that keeps the buffers held at once no larger than the largest binary. Members are processed by a
+thread pool: zlib and hashlib release the GIL, so two cores inflate two members at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import zipfile
+import itertools
+import mmap
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .binfmt import MAGIC_PREFIX_LEN, BinaryFormatError, detect_format
+from .binfmt.elf import ElfInfo, parse_elf
+from .errors import BadInput, Problem
+from .wheelfile import DEFAULT_LIMITS, CorruptMember, InstallLocation, Limits, WheelArchive, WheelMeta
+
+__all__ = ["BinaryMember", "UnsupportedBinary", "WheelScan", "default_jobs", "scan_wheel"]
+
+
+
+@dataclass(frozen=True, slots=True)
+class BinaryMember:
+    member: str
+    location: InstallLocation
+    size: int
+    elf: ElfInfo
+
+
+@dataclass(frozen=True, slots=True)
+class UnsupportedBinary:
+    member: str
+    format: str  # "macho", "macho-fat", "pe"
+
+
+@dataclass(frozen=True, slots=True)
+class WheelScan:
+    path: str
+    meta: WheelMeta
+    file_size: int
+    member_count: int
+    uncompressed_size: int
+    binaries: tuple[BinaryMember, ...]  # sorted by member name
+    unsupported: tuple[UnsupportedBinary, ...]
+
+
+def default_jobs() -> int:
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, 8))
+
+
+class _ByteBudget:
+    """Blocks an acquirer while others hold buffers and its buffer would push the total over the limit.
+    A buffer larger than the limit is admitted alone, so progress is always possible."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._used = 0
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def hold(self, n: int) -> Iterator[None]:
+        with self._cond:
+            while self._used and self._used + n > self._limit:
+                self._cond.wait()
+            self._used += n
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._used -= n
+                self._cond.notify_all()
+
+
+@contextmanager
+def _member_buffer(size: int) -> Iterator[mmap.mmap]:
+    """An anonymous mapping for one inflated binary. Faulting in fresh 4 KiB pages of a big bytearray costs
+    more than inflating into it (2.0 s vs 0.29 s for 434 MB here), so large buffers ask for huge pages."""
+    buf = mmap.mmap(-1, max(size, 1))
+    if size >= 2 << 20 and hasattr(mmap, "MADV_HUGEPAGE"):
+        buf.madvise(mmap.MADV_HUGEPAGE)
+    try:
+        yield buf
+    finally:
+        buf.close()
+
+
+def _scan_member(
+    archive: WheelArchive, info: zipfile.ZipInfo, budget: _ByteBudget
+) -> tuple[list[Problem], BinaryMember | UnsupportedBinary | None]:
+    file, name = archive.display, info.filename
+    entry = archive.record.get(name)
+    hasher = hashlib.new(entry.algorithm) if entry is not None and entry.algorithm else None
+    result: BinaryMember | UnsupportedBinary | None = None
+    problems: list[Problem] = []
+    try:
+        chunks = archive.iter_member(info, check_crc=hasher is None)
+        head = next(chunks, b"")
+        fmt = detect_format(head[:MAGIC_PREFIX_LEN])
+        if fmt == "elf":
+            with budget.hold(info.file_size):
+                with _member_buffer(info.file_size) as buf:
+                    pos = 0
+                    for chunk in itertools.chain((head,), chunks):
+                        buf[pos : pos + len(chunk)] = chunk
+                        pos += len(chunk)
+                        if hasher is not None:
+                            hasher.update(chunk)
+                    try:
+                        elf = parse_elf(buf)
+                    except BinaryFormatError as e:
+                        problems.append(Problem(file, name, f"malformed ELF: {e}"))
+                    else:
+                        result = BinaryMember(name, archive.install_location(name), info.file_size, elf)
+        else:
+            if fmt is not None:
+                result = UnsupportedBinary(name, fmt)
+            for chunk in itertools.chain((head,), chunks):
+                if hasher is not None:
+                    hasher.update(chunk)
+    except (CorruptMember, OSError) as e:
+        return [Problem(file, name, f"corrupt member data: {e}")], None
+    if hasher is not None and entry is not None and hasher.digest() != entry.digest:
+        problems.append(Problem(file, name, f"{entry.algorithm} does not match RECORD"))
+    return problems, result
+
+
+def scan_wheel(path: Path, *, limits: Limits = DEFAULT_LIMITS, jobs: int | None = None) -> WheelScan:
+    """Validate and scan one wheel. Raises BadInput listing every problem found."""
+    with WheelArchive.open(path, limits) as archive:
+        members = sorted(archive.members, key=lambda i: (-i.file_size, i.filename))
+        largest = members[0].file_size if members else 0
+        budget = _ByteBudget(max(largest, 64 << 20))
+        problems: list[Problem] = []
+        binaries: list[BinaryMember] = []
+        unsupported: list[UnsupportedBinary] = []
+        workers = jobs or default_jobs()
+        if workers == 1 or len(members) < 2:
+            results = [_scan_member(archive, i, budget) for i in members]
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wheelfix-scan") as pool:
+                results = list(pool.map(lambda i: _scan_member(archive, i, budget), members))
+        for member_problems, found in results:
+            problems.extend(member_problems)
+            if isinstance(found, BinaryMember):
+                binaries.append(found)
+            elif isinstance(found, UnsupportedBinary):
+                unsupported.append(found)
+        if problems:
+            raise BadInput(sorted(problems, key=lambda p: (p.member or "", p.message)))
+        return WheelScan(
+            path=str(path),
+            meta=archive.meta,
+            file_size=path.stat().st_size,
+            member_count=len(archive.members),
+            uncompressed_size=sum(i.file_size for i in archive.members),
+            binaries=tuple(sorted(binaries, key=lambda b: b.member)),
+            unsupported=tuple(sorted(unsupported, key=lambda u: u.member)),
+        )

@@ -1,0 +1,146 @@
+"""Oracle test: ``wheelfix inspect --json`` against binutils' ``readelf`` on real wheels.
+
+For every pinned CI wheel in ``tests/realwheels/manifest.json``, every zip member that starts
+with the ELF magic is extracted and read with ``readelf``; NEEDED (in order), SONAME, RPATH,
+RUNPATH, PT_INTERP and the machine must equal what wheelfix reports for that member.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from realwheels.fetch import fetch, load_manifest
+
+pytestmark = pytest.mark.network
+
+CI_WHEELS = [entry for entry in load_manifest() if entry["ci"]]
+ELF_MAGIC = b"\x7fELF"
+# readelf -h "Machine:" descriptions -> wheelfix's machine names.
+READELF_MACHINES = {"Advanced Micro Devices X86-64": "x86_64"}
+
+_DYNAMIC_LINE = re.compile(r"^\s*0x[0-9a-fA-F]+\s+\((?P<tag>\w+)\)\s+(?P<value>.*?)\s*$")
+_BRACKETED = re.compile(r"\[(?P<text>.*)\]$")
+_INTERPRETER = re.compile(r"^\s*\[Requesting program interpreter: (?P<path>.*)\]\s*$")
+_MACHINE = re.compile(r"^\s*Machine:\s+(?P<name>.*?)\s*$")
+
+
+@functools.cache
+def _wheel(filename: str) -> Path:
+    (entry,) = (e for e in CI_WHEELS if e["filename"] == filename)
+    return fetch(entry)
+
+
+def _wheelfix(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wheelfix", *args], capture_output=True, text=True, timeout=900, check=False
+    )
+
+
+def _elf_members(wheel: Path) -> list[str]:
+    with zipfile.ZipFile(wheel) as zf:
+        members = []
+        for info in zf.infolist():
+            if info.is_dir():
+                continue
+            with zf.open(info) as fh:
+                if fh.read(len(ELF_MAGIC)) == ELF_MAGIC:
+                    members.append(info.filename)
+        return members
+
+
+def _single(values: list[str], what: str, member: str) -> str | None:
+    """The oracle's value for a tag that wheelfix reports as one string (or null)."""
+    if len(values) > 1:
+        pytest.fail(f"{member}: readelf shows {len(values)} {what} entries {values}; contract is ambiguous")
+    return values[0] if values else None
+
+
+def readelf_facts(path: Path, member: str) -> dict[str, Any]:
+    """What ``readelf -h -l -d -W`` says about one ELF file, in wheelfix's JSON vocabulary."""
+    proc = subprocess.run(
+        ["readelf", "-h", "-l", "-d", "-W", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "LC_ALL": "C"},
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"{member}: readelf exited {proc.returncode}: {proc.stderr.strip()}")
+    dynamic: dict[str, list[str]] = {"NEEDED": [], "SONAME": [], "RPATH": [], "RUNPATH": []}
+    interpreters: list[str] = []
+    machines: list[str] = []
+    for line in proc.stdout.splitlines():
+        if (match := _DYNAMIC_LINE.match(line)) and match["tag"] in dynamic:
+            # e.g. " 0x...01 (NEEDED)  Shared library: [libc.so.6]"
+            value = _BRACKETED.search(match["value"])
+            if value is None:
+                pytest.fail(f"{member}: unparseable readelf line {line!r}")
+            dynamic[match["tag"]].append(value["text"])
+        elif match := _INTERPRETER.match(line):
+            interpreters.append(match["path"])
+        elif match := _MACHINE.match(line):
+            machines.append(match["name"])
+    machine = _single(machines, "Machine", member)
+    if machine not in READELF_MACHINES:
+        pytest.fail(f"{member}: readelf machine {machine!r} has no wheelfix name in READELF_MACHINES")
+    return {
+        "needed": dynamic["NEEDED"],
+        "soname": _single(dynamic["SONAME"], "SONAME", member),
+        "rpath": _single(dynamic["RPATH"], "RPATH", member),
+        "runpath": _single(dynamic["RUNPATH"], "RUNPATH", member),
+        "interpreter": _single(interpreters, "PT_INTERP", member),
+        "machine": READELF_MACHINES[machine],
+    }
+
+
+def test_manifest_has_ci_wheels() -> None:
+    assert len(CI_WHEELS) >= 12
+
+
+@pytest.mark.parametrize("filename", [e["filename"] for e in CI_WHEELS], ids=[e["name"] for e in CI_WHEELS])
+def test_inspect_matches_readelf(filename: str, tmp_path: Path) -> None:
+    assert shutil.which("readelf"), "readelf (binutils) is required for the oracle test"
+    wheel = _wheel(filename)
+    proc = _wheelfix("inspect", "--json", str(wheel))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["schema_version"] == 1
+    (wheel_report,) = report["wheels"]
+    assert wheel_report["filename"] == filename
+
+    elf_binaries = [b for b in wheel_report["binaries"] if b["format"] == "elf"]
+    reported = {b["member"]: b["elf"] for b in elf_binaries}
+    assert len(reported) == len(elf_binaries), "a member is reported twice"
+    elf_members = _elf_members(wheel)
+    assert sorted(reported) == sorted(elf_members), "ELF members (by magic) != binaries reported as elf"
+
+    extracted = tmp_path / "member.elf"
+    mismatches = []
+    with zipfile.ZipFile(wheel) as zf:
+        for member in elf_members:
+            with zf.open(member) as src, extracted.open("wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            expected = readelf_facts(extracted, member)
+            got = {key: reported[member].get(key, "<missing>") for key in expected}
+            if got != expected:
+                diff = {k: {"wheelfix": got[k], "readelf": v} for k, v in expected.items() if got[k] != v}
+                mismatches.append(f"{member}: {json.dumps(diff)}")
+    assert not mismatches, f"{len(mismatches)}/{len(elf_members)} ELF members differ:\n" + "\n".join(
+        mismatches[:25]
+    )
+
+
+@pytest.mark.parametrize("filename", [e["filename"] for e in CI_WHEELS], ids=[e["name"] for e in CI_WHEELS])
+def test_check_nix_exit_code(filename: str) -> None:
+    proc = _wheelfix("check", "--target", "nix", str(_wheel(filename)))
+    assert proc.returncode in (0, 1), f"exit {proc.returncode} (2 means usage/internal error):\n{proc.stderr}"
