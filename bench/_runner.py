@@ -1,8 +1,13 @@
 """Shared benchmark plumbing: measured child processes, manifest wheels, tables and JSON output.
 
-Every measurement is one fresh child process started with ``subprocess.Popen`` and reaped with
-``os.wait4``, so wall time covers interpreter start-up and ``ru_maxrss`` is that child's own peak
-resident set (KiB on Linux). Sizes are reported in MiB.
+Every measurement is one fresh process for the tool, reaped with ``os.wait4``; wall time covers
+the tool's interpreter start-up and ``ru_maxrss`` (KiB on Linux) is its peak resident set.
+
+The tool is not forked from this (possibly large) benchmark process: Linux carries the forking
+process's RSS high-water mark into the child's ``ru_maxrss`` across exec, so even ``/bin/true``
+forked from a process holding 600 MiB reports 613 MiB. A minimal ``python -I -S`` launcher
+(about 5 MiB) forks, execs and ``wait4``s the tool instead and reports the numbers back.
+Sizes are reported in MiB.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +29,25 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "bench" / "results"
 MIB = 1 << 20
+
+# Runs in a fresh, tiny interpreter: fork, exec the tool (stdout to /dev/null), wait4 it, and
+# print "wall_s ru_maxrss_kib exit_code" on the launcher's stdout.
+_LAUNCHER = """\
+import os, sys, time
+argv = sys.argv[1:]
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        os.execvp(argv[0], argv)
+    except OSError as exc:
+        os.write(2, f"cannot run {argv[0]}: {exc}\\n".encode())
+    os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - start
+print(wall, usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
 
 
 @dataclass(frozen=True)
@@ -45,17 +68,25 @@ def run_measured(
     argv: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None
 ) -> Run:
     """Run ``argv`` with stdout discarded; return its wall time, peak RSS and exit code."""
-    with tempfile.TemporaryFile() as stderr:  # a file, not a pipe: the child can never block on it
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, cwd=cwd, env=env
+    with tempfile.TemporaryFile() as stderr:  # a file, not a pipe: the tool can never block on it
+        launcher = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", _LAUNCHER, *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            cwd=cwd,
+            env=env,
+            check=False,
         )
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so tell Popen
         stderr.seek(0)
         tail = stderr.read()[-4000:].decode("utf-8", errors="replace")
-    return Run(wall_s=wall, peak_rss_kib=usage.ru_maxrss, returncode=proc.returncode, stderr_tail=tail)
+    try:
+        wall, maxrss, returncode = launcher.stdout.decode().split()
+    except ValueError:
+        raise RuntimeError(
+            f"launcher failed (exit {launcher.returncode}) for {list(argv)}:\n{tail}"
+        ) from None
+    return Run(wall_s=float(wall), peak_rss_kib=int(maxrss), returncode=int(returncode), stderr_tail=tail)
 
 
 @dataclass(frozen=True)

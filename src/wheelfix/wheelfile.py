@@ -56,7 +56,7 @@ class Limits:
 
     max_total: int = 32 * _GiB
     max_ratio: float = 200.0
-    ratio_min_size: int = 64 * _MiB
+    ratio_min_size: int = 16 * _MiB
     max_members: int = 1_000_000
 
 
@@ -364,7 +364,7 @@ class WheelArchive:
                                     f"size {info.file_size} does not match RECORD ({entry.size})",
                                 )
                             )
-                    listed_missing = sorted(set(record) - set(by_name) - set(seen))
+                    listed_missing = sorted(set(record) - {i.filename for i in infos})
                     problems.extend(Problem(file, p, "listed in RECORD but not in the archive") for p in listed_missing)
             if name is not None:
                 meta = WheelMeta(

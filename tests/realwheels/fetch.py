@@ -91,20 +91,28 @@ def _pip_download_command(entry: dict[str, Any], dest: Path) -> list[str]:
         python_version = f"{sys.version_info.major}.{sys.version_info.minor}"
         implementation = []
     return [
-        sys.executable, "-m", "pip", "download",
-        "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
-        "--python-version", python_version, *implementation,
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--python-version",
+        python_version,
+        *implementation,
         *(arg for abi in abis for arg in ("--abi", abi)),
         *(arg for platform in platforms for arg in ("--platform", platform)),
-        "--dest", str(dest),
+        "--dest",
+        str(dest),
         f"{entry['name']}=={entry['version']}",
-    ]  # fmt: skip
+    ]
 
 
 def fetch(entry: dict[str, Any], cache_dir: Path | None = None) -> Path:
     """Return the verified cached wheel for ``entry``, downloading it if needed."""
     cache = CACHE_DIR if cache_dir is None else cache_dir
-    target = cache / entry["filename"]
+    target: Path = cache / entry["filename"]
     if target.is_file() and _sha256(target) == entry["sha256"]:
         return target
     cache.mkdir(parents=True, exist_ok=True)
@@ -114,8 +122,7 @@ def fetch(entry: dict[str, Any], cache_dir: Path | None = None) -> Path:
         if proc.returncode != 0:
             tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
             raise FetchError(
-                f"pip download failed for {entry['filename']} (exit {proc.returncode}):\n"
-                + "\n".join(tail)
+                f"pip download failed for {entry['filename']} (exit {proc.returncode}):\n" + "\n".join(tail)
             )
         downloaded = Path(tmp) / entry["filename"]
         if not downloaded.is_file():
@@ -136,15 +143,15 @@ def fetch(entry: dict[str, Any], cache_dir: Path | None = None) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Fetch the pinned real wheels and print their paths.")
-    which = parser.add_mutually_exclusive_group()
+    group = parser.add_mutually_exclusive_group()
     for flag, help_text in (
         ("ci", "wheels used by the oracle test (default)"),
         ("bench", "wheels used by the benchmarks"),
         ("all", "every wheel in the manifest"),
     ):
-        which.add_argument(f"--{flag}", action="store_const", const=flag, dest="which", help=help_text)
+        group.add_argument(f"--{flag}", action="store_const", const=flag, dest="which", help=help_text)
     args = parser.parse_args(argv)
-    which = args.which or "ci"
+    which: str = args.which or "ci"
     entries = [e for e in load_manifest() if which == "all" or e[which]]
     for entry in entries:
         print(f"fetching {entry['filename']} ...", file=sys.stderr, flush=True)

@@ -1,0 +1,212 @@
+"""CI verdicts over an analysis: ``nix`` (every need must be met without a system library directory) and
+``manylinux_2_X`` (auditwheel's policy data: allowlist, symbol versions, and the wheel's own tags)."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from .model import Analysis, Need, Outcome, WheelAnalysis
+from .sonames import ManylinuxPolicy, manylinux_policy
+
+__all__ = ["CheckResult", "Finding", "UnknownTarget", "run_check"]
+
+
+class UnknownTarget(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    severity: str  # "error" fails the check; "warning" is reported only
+    code: str  # short stable identifier, e.g. "unresolved", "not-on-nix", "symbol-version"
+    wheel: str  # the wheel's path as given
+    soname: str | None
+    members: tuple[str, ...]
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    target: str
+    allow: tuple[str, ...]
+    findings: tuple[Finding, ...]
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity == "error")
+
+    @property
+    def passed(self) -> bool:
+        return not self.errors
+
+
+_EXTERNAL = (Outcome.UNRESOLVED, Outcome.MANYLINUX)
+
+
+def _allowed(soname: str, allow: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(soname, g) for g in allow)
+
+
+def _grouped(
+    wheel: WheelAnalysis, pick: Iterable[tuple[str, Need]]
+) -> dict[str, tuple[Need, tuple[str, ...]]]:
+    out: dict[str, tuple[Need, list[str]]] = {}
+    for member, need in pick:
+        out.setdefault(need.soname, (need, []))[1].append(member)
+    return {k: (n, tuple(sorted(set(ms)))) for k, (n, ms) in sorted(out.items())}
+
+
+def _needs(wheel: WheelAnalysis) -> Iterable[tuple[str, Need]]:
+    for b in wheel.binaries:
+        for n in b.needs:
+            yield b.binary.member, n
+
+
+def _common(wheel: WheelAnalysis, allow: Sequence[str], external_ok: frozenset[str]) -> list[Finding]:
+    """Findings shared by every target: external needs, unreachable bundled libs, hints, unsupported binaries."""
+    path = wheel.scan.path
+    found: list[Finding] = []
+    required = [(m, n) for m, n in _needs(wheel) if n.required]
+    for soname, (need, members) in _grouped(
+        wheel, ((m, n) for m, n in required if n.resolution.outcome in _EXTERNAL)
+    ).items():
+        if soname in external_ok or _allowed(soname, allow):
+            continue
+        if need.resolution.outcome is Outcome.MANYLINUX:
+            code, why = "system-library", "is expected from the system (manylinux policy) but is not bundled"
+        else:
+            code, why = "unresolved", "is not bundled, not in another given wheel, and not a system library"
+        found.append(Finding("error", code, path, soname, members, f"{soname} {why}"))
+    for soname, (_need, members) in _grouped(
+        wheel, ((m, n) for m, n in required if not n.resolution.reachable)
+    ).items():
+        found.append(
+            Finding(
+                "warning",
+                "not-on-search-path",
+                path,
+                soname,
+                members,
+                f"{soname} is in the wheel set but not on the search path of the binaries that need it; "
+                "it loads only if another object loaded it first",
+            )
+        )
+    hints = [(m, n) for m, n in _needs(wheel) if not n.required and n.resolution.outcome in _EXTERNAL]
+    for soname, (need, members) in _grouped(wheel, hints).items():
+        if _allowed(soname, allow):
+            continue
+        found.append(
+            Finding(
+                "warning",
+                "dlopen-unresolved",
+                path,
+                soname,
+                members,
+                f"{soname} may be dlopen()ed ({need.source.value.replace('_', ' ')}) and is not provided",
+            )
+        )
+    for u in wheel.scan.unsupported:
+        found.append(
+            Finding("warning", "unsupported-binary", path, None, (u.member,), f"{u.format} binary not analysed")
+        )
+    return found
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    """Numeric key of "GLIBC_2.17" or "2.17"."""
+    return tuple(int(x) for x in version.rpartition("_")[2].split(".") if x.isdigit())
+
+
+def _policy_violations(wheel: WheelAnalysis, policy: ManylinuxPolicy, allow: Sequence[str]) -> list[str]:
+    """Why ``wheel``'s binaries do not satisfy ``policy``: arch, external libs, symbol versions."""
+    why: list[str] = []
+    too_new: dict[tuple[str, str], str] = {}  # (arch, prefix) -> newest version needed beyond the policy
+    for b in wheel.binaries:
+        elf = b.binary.elf
+        arch_versions = policy.symbol_versions.get(elf.machine)
+        if arch_versions is None:
+            why.append(f"{b.binary.member}: architecture {elf.machine} is not covered by {policy.name}")
+            continue
+        outcome = {n.soname: n.resolution.outcome for n in b.needs if n.source.value == "needed"}
+        for vn in elf.version_needs:
+            if vn.file.startswith(("ld-linux", "ld64.so")):
+                continue
+            if outcome.get(vn.file) in (Outcome.BUNDLED, Outcome.OTHER_WHEEL):
+                continue
+            for v in vn.versions:
+                prefix, _, number = v.partition("_")
+                allowed = arch_versions.get(prefix)  # version numbers without the prefix
+                if allowed is None or number in allowed or not re.fullmatch(r"[\d.]+", number):
+                    continue
+                cur = too_new.get((elf.machine, prefix))
+                if cur is None or _version_key(v) > _version_key(cur):
+                    too_new[(elf.machine, prefix)] = v
+        for n in b.needs:
+            if (
+                n.required
+                and n.resolution.outcome not in (Outcome.BUNDLED, Outcome.OTHER_WHEEL, Outcome.PYTHON)
+                and n.soname not in policy.lib_whitelist
+                and not n.soname.startswith(("ld-linux", "ld64.so"))
+                and not _allowed(n.soname, allow)
+            ):
+                why.append(f"{n.soname} is not bundled and not allowed by {policy.name} (needed by {b.binary.member})")
+    for (arch, prefix), v in sorted(too_new.items()):
+        newest = max(policy.symbol_versions[arch][prefix], key=_version_key)
+        why.append(f"needs {v}, {policy.name} allows up to {prefix}_{newest}")
+    return why
+
+
+def _check_manylinux(wheel: WheelAnalysis, target: ManylinuxPolicy, allow: Sequence[str]) -> list[Finding]:
+    path = wheel.scan.path
+    found = _common(wheel, allow, target.lib_whitelist)
+    # external libraries are judged against the policy's allowlist below
+    found = [f for f in found if f.code not in ("system-library", "unresolved")]
+    for why in sorted(set(_policy_violations(wheel, target, allow))):
+        found.append(Finding("error", "policy", path, None, (), f"not {target.name}: {why}"))
+    tags = wheel.scan.meta.platform_tags
+    claimed = [(t, p) for t in tags if (p := manylinux_policy(t)) is not None]
+    if not wheel.binaries:
+        return found
+    if not claimed:
+        found.append(
+            Finding("error", "platform-tag", path, None, (), f"tagged {', '.join(tags)}: not a manylinux tag")
+        )
+    else:
+        lowest_tag, lowest = min(claimed, key=lambda tp: tp[1].glibc)
+        if lowest.glibc > target.glibc:
+            found.append(
+                Finding(
+                    "error",
+                    "platform-tag",
+                    path,
+                    None,
+                    (),
+                    f"tagged {lowest_tag}, which needs glibc {lowest.glibc[0]}.{lowest.glibc[1]}: "
+                    f"newer than {target.name}",
+                )
+            )
+        for tag, policy in claimed:
+            if policy == target:
+                continue  # already judged above
+            for why in sorted(set(_policy_violations(wheel, policy, allow))):
+                found.append(Finding("error", "tag-mismatch", path, None, (), f"tag {tag} is wrong: {why}"))
+    return found
+
+
+def run_check(analysis: Analysis, target: str = "nix", allow: Sequence[str] = ()) -> CheckResult:
+    """Raises UnknownTarget for a target that is neither ``nix`` nor a known manylinux policy."""
+    allow = tuple(allow)
+    findings: list[Finding] = []
+    if target == "nix":
+        for w in analysis.wheels:
+            findings.extend(_common(w, allow, frozenset()))
+    else:
+        policy = manylinux_policy(target) if target.startswith("manylinux") else None
+        if policy is None:
+            raise UnknownTarget(f"unknown target {target!r}: use nix or manylinux_2_X (e.g. manylinux_2_28)")
+        for w in analysis.wheels:
+            findings.extend(_check_manylinux(w, policy, allow))
+    return CheckResult(target, allow, tuple(findings))

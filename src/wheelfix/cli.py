@@ -1,0 +1,173 @@
+"""The ``wheelfix`` command line. The only module that prints or exits."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .check import UnknownTarget, run_check
+from .emit.github import render_github
+from .emit.jsondoc import check_document, dumps, inspect_document
+from .emit.text import render_check, render_inspect
+from .errors import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_INTERNAL, EXIT_OK, BadInput, Problem, WheelfixError
+from .model import Analysis
+from .resolve import analyze
+from .scan import WheelScan, default_jobs, scan_wheel
+from .wheelfile import DEFAULT_LIMITS, Limits
+
+__all__ = ["cli", "main"]
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+class _Size(click.ParamType):
+    name = "size"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        m = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)i?B?\s*", str(value), re.IGNORECASE)
+        if not m:
+            self.fail(f"{value!r} is not a size like 500M or 8G", param, ctx)
+        return int(m.group(1)) * _UNITS[m.group(2).upper()]
+
+
+def _scan_options(f: click.decorators.FC) -> click.decorators.FC:
+    f = click.option(
+        "--jobs", "-j", type=click.IntRange(min=1), default=None, help="Threads per wheel [default: cores, max 8]."
+    )(f)
+    f = click.option(
+        "--max-size",
+        type=_Size(),
+        default=DEFAULT_LIMITS.max_total,
+        show_default="32G",
+        help="Refuse a wheel whose members inflate to more than this in total (zip-bomb guard).",
+    )(f)
+    f = click.option(
+        "--max-ratio",
+        type=click.FloatRange(min=1),
+        default=DEFAULT_LIMITS.max_ratio,
+        show_default=True,
+        help=f"Refuse a member over {DEFAULT_LIMITS.ratio_min_size >> 20} MiB that inflates more than this many times.",
+    )(f)
+    f = click.argument("wheels", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=True))(f)
+    return f
+
+
+def _analyze(wheels: Sequence[Path], jobs: int | None, max_size: int, max_ratio: float) -> Analysis:
+    limits = Limits(max_total=max_size, max_ratio=max_ratio)
+    scans: list[WheelScan] = []
+    problems: list[Problem] = []
+    for path in wheels:
+        try:
+            scans.append(scan_wheel(path, limits=limits, jobs=jobs or default_jobs()))
+        except BadInput as e:
+            problems.extend(e.problems)
+    if problems:
+        raise BadInput(problems)
+    return analyze(scans)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="wheelfix")
+def cli() -> None:
+    """Inspect, check and repair binary wheels for Nix.
+
+    Exit codes: 0 ok, 1 findings, 2 bad input or usage, 3 internal error.
+    """
+
+
+@cli.command()
+@_scan_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema: wheelfix/schema/inspect-v1.json).")
+@click.option("--verbose", "-v", is_flag=True, help="Also list every binary with its own needs and paths.")
+def inspect(
+    wheels: tuple[Path, ...], jobs: int | None, max_size: int, max_ratio: float, as_json: bool, verbose: bool
+) -> None:
+    """Report what the binaries in WHEELS need and where each need resolves.
+
+    Wheels given together are resolved against each other, as if installed in one environment.
+    """
+    analysis = _analyze(wheels, jobs, max_size, max_ratio)
+    click.echo(dumps(inspect_document(analysis)) if as_json else render_inspect(analysis, verbose=verbose), nl=False)
+
+
+@cli.command()
+@_scan_options
+@click.option(
+    "--target",
+    default="nix",
+    show_default=True,
+    help="nix: every need but glibc and GPU driver libs must be met by the wheels. "
+    "manylinux_2_X: auditwheel's policy (allowlist, symbol versions, platform tag).",
+)
+@click.option("--allow", multiple=True, metavar="GLOB", help="Sonames to accept anyway (fnmatch; repeatable).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text", show_default=True
+)
+def check(
+    wheels: tuple[Path, ...],
+    jobs: int | None,
+    max_size: int,
+    max_ratio: float,
+    target: str,
+    allow: tuple[str, ...],
+    fmt: str,
+) -> None:
+    """Exit 1 if WHEELS are not portable to TARGET, 0 if they are."""
+    analysis = _analyze(wheels, jobs, max_size, max_ratio)
+    try:
+        result = run_check(analysis, target, allow)
+    except UnknownTarget as e:
+        raise click.BadParameter(str(e), param_hint="--target") from None
+    if fmt == "json":
+        click.echo(dumps(check_document(result)), nl=False)
+    elif fmt == "github":
+        click.echo(render_github(result), nl=False)
+    else:
+        click.echo(render_check(result), nl=False)
+    sys.exit(EXIT_OK if result.passed else EXIT_FINDINGS)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: runs the CLI and turns every error into one line per problem and an exit code."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="wheelfix", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return EXIT_BAD_INPUT
+    except click.exceptions.Abort:
+        click.echo("wheelfix: aborted", err=True)
+        return EXIT_BAD_INPUT
+    except BadInput as e:
+        for p in e.problems:
+            click.echo(f"wheelfix: error: {p}", err=True)
+        return e.exit_code
+    except WheelfixError as e:
+        click.echo(f"wheelfix: error: {e}", err=True)
+        return e.exit_code
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else EXIT_INTERNAL
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as e:
+        if os.environ.get("WHEELFIX_DEBUG"):
+            traceback.print_exc()
+        click.echo(f"wheelfix: internal error: {type(e).__name__}: {e} (set WHEELFIX_DEBUG=1 for a traceback)", err=True)
+        return EXIT_INTERNAL
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

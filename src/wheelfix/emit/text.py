@@ -1,0 +1,84 @@
+"""Human-readable reports."""
+
+from __future__ import annotations
+
+from ..check import CheckResult
+from ..model import Analysis, Library, Outcome, WheelAnalysis
+
+__all__ = ["render_check", "render_inspect"]
+
+_LABEL = {
+    Outcome.UNRESOLVED: "UNRESOLVED",
+    Outcome.MANYLINUX: "system",
+    Outcome.OTHER_WHEEL: "other wheel",
+    Outcome.BUNDLED: "bundled",
+    Outcome.GPU_DRIVER: "gpu driver",
+    Outcome.PYTHON: "python",
+    Outcome.GLIBC: "glibc",
+}
+_MAX_MEMBERS = 4
+
+
+def _members(members: tuple[str, ...]) -> str:
+    shown = ", ".join(members[:_MAX_MEMBERS])
+    more = len(members) - _MAX_MEMBERS
+    return f"{shown} (+{more} more)" if more > 0 else shown
+
+
+def _where(lib: Library) -> str:
+    r = lib.resolution
+    if lib.outcome in (Outcome.BUNDLED, Outcome.OTHER_WHEEL):
+        place = r.member if lib.outcome is Outcome.BUNDLED else f"{r.member} in {r.wheel}"
+        if not r.reachable:
+            return f"{place} -- NOT on the search path: loads only if already loaded"
+        return f"{place} via {r.via}"
+    return r.detail
+
+
+def _wheel(w: WheelAnalysis, verbose: bool) -> list[str]:
+    meta = w.scan.meta
+    libs = w.libraries()
+    lines = [
+        f"{meta.filename}",
+        f"  {meta.name} {meta.version}; tags {', '.join(meta.platform_tags)}; "
+        f"{w.scan.member_count} members, {len(w.binaries)} ELF binaries, {len(libs)} libraries needed",
+    ]
+    for lib in libs:
+        hint = "" if lib.required else " (dlopen hint)"
+        lines.append(f"  {_LABEL[lib.outcome]:<11} {lib.soname}{hint}: {_where(lib)}")
+        lines.append(f"  {'':<11}   needed by {_members(lib.needed_by)}")
+    for u in w.scan.unsupported:
+        lines.append(f"  {'unsupported':<11} {u.member}: {u.format} binary, not analysed")
+    if verbose:
+        for b in w.binaries:
+            elf = b.binary.elf
+            lines.append(f"  [{b.kind}] {b.binary.member} ({elf.machine}, {elf.type})")
+            if elf.interpreter:
+                lines.append(f"      interpreter: {elf.interpreter}")
+            if elf.soname:
+                lines.append(f"      soname: {elf.soname}")
+            for label, value in (("rpath", elf.rpath), ("runpath", elf.runpath)):
+                if value is not None:
+                    lines.append(f"      {label}: {value}")
+            for n in b.needs:
+                lines.append(f"      {n.source.value:<13} {n.soname}: {_LABEL[n.resolution.outcome]}")
+            versions = elf.symbol_versions()
+            if versions:
+                lines.append("      symbol versions: " + ", ".join(versions.values()))
+    return lines
+
+
+def render_inspect(analysis: Analysis, *, verbose: bool = False) -> str:
+    blocks = ["\n".join(_wheel(w, verbose)) for w in analysis.wheels]
+    return "\n\n".join(blocks) + "\n"
+
+
+def render_check(result: CheckResult) -> str:
+    lines = []
+    for f in result.findings:
+        where = f" [{_members(f.members)}]" if f.members else ""
+        lines.append(f"{f.severity}: {f.wheel}: {f.message}{where}")
+    errors, warnings = len(result.errors), len(result.findings) - len(result.errors)
+    verdict = "passed" if result.passed else "FAILED"
+    lines.append(f"check --target {result.target}: {verdict} ({errors} errors, {warnings} warnings)")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,230 @@
+"""Resolve every need of every binary in a set of wheels, following ld.so's rules.
+
+The wheels are laid out in one virtual install tree (a venv: ``<prefix>/lib/pythonX.Y/site-packages``,
+``<prefix>/bin``, ...; see :func:`wheelfix.wheelfile.virtual_dir`). For a binary, ld.so searches
+  1. DT_RPATH of the binary, then of its loaders up the chain — only when the binary has no DT_RUNPATH;
+  2. DT_RUNPATH of the binary itself (never inherited);
+  3. the cache and default dirs — which are the host's, so they are not consulted: a need that only they
+     could satisfy is classified (glibc, GPU driver, libpython, manylinux policy) or unresolved.
+``$ORIGIN`` expands to the binary's own directory in the virtual tree. A file is a candidate only if its
+ELF class and machine match. A soname present in the set but not on the search path still loads when
+some earlier object loaded it; it is reported as bundled/other_wheel with ``reachable=False``.
+
+Loaders are approximated by every binary of the set that needs a binary (ld.so uses the first one).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .model import (
+    Analysis,
+    BinaryAnalysis,
+    Need,
+    Outcome,
+    Resolution,
+    SearchDir,
+    Source,
+    WheelAnalysis,
+)
+from .scan import BinaryMember, WheelScan
+from .sonames import is_glibc, is_gpu_driver, is_libpython, manylinux_allowlist
+from .wheelfile import VIRTUAL_PREFIX, virtual_dir
+
+__all__ = ["analyze", "classify_kind"]
+
+_EXTENSION = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.(cpython|pypy|graalpy)[^./]*|\.abi3|\.cp3\d+[^./]*)?\.so")
+_ORIGIN = re.compile(r"\$(ORIGIN\b|\{ORIGIN\})")
+_OTHER_TOKEN = re.compile(r"\$(\{?)(LIB|PLATFORM)\b")
+
+
+def classify_kind(binary: BinaryMember) -> str:
+    elf = binary.elf
+    if elf.type == "ET_REL":
+        return "object"
+    if elf.interpreter is not None or elf.type == "ET_EXEC":
+        return "executable"
+    name = posixpath.basename(binary.location.path)
+    if _EXTENSION.fullmatch(name) and not name.startswith("lib"):
+        return "extension"
+    return "library"
+
+
+@dataclass(frozen=True, slots=True)
+class _Node:
+    wheel_index: int
+    wheel: str  # file name
+    binary: BinaryMember
+    abspath: str  # in the virtual tree
+
+    @property
+    def origin(self) -> str:
+        return posixpath.dirname(self.abspath)
+
+
+def _expand(kind: str, entry: str, origin: str) -> SearchDir:
+    if entry == "":
+        return SearchDir(kind, entry, None, "empty entry means the current directory")
+    if _OTHER_TOKEN.search(entry):
+        return SearchDir(kind, entry, None, "$LIB/$PLATFORM depend on the host")
+    has_origin = _ORIGIN.search(entry) is not None
+    path = _ORIGIN.sub(lambda _m: origin, entry)
+    if not path.startswith("/"):
+        return SearchDir(kind, entry, None, "relative to the current directory")
+    path = posixpath.normpath(path)
+    if not has_origin:
+        return SearchDir(kind, entry, None, "absolute path outside the wheels (not searched)")
+    if path != VIRTUAL_PREFIX and not path.startswith(VIRTUAL_PREFIX + "/"):
+        return SearchDir(kind, entry, None, "leaves the install prefix")
+    return SearchDir(kind, entry, path, None)
+
+
+def _own_dirs(node: _Node, kind: str, value: str | None) -> list[SearchDir]:
+    if value is None:
+        return []
+    return [_expand(kind, e, node.origin) for e in value.split(":")]
+
+
+class _Resolver:
+    def __init__(self, scans: Sequence[WheelScan], pyver: str) -> None:
+        self.nodes: list[_Node] = []
+        for i, scan in enumerate(scans):
+            for b in scan.binaries:
+                base = virtual_dir(b.location.scheme, pyver, scan.meta.name)
+                self.nodes.append(_Node(i, scan.meta.filename, b, posixpath.join(base, b.location.path)))
+        self.by_dir: dict[str, dict[str, list[_Node]]] = {}
+        self.by_soname: dict[str, list[_Node]] = {}
+        for n in self.nodes:
+            d, f = posixpath.split(n.abspath)
+            self.by_dir.setdefault(d, {}).setdefault(f, []).append(n)
+            for key in {f, n.binary.elf.soname}:
+                if key:
+                    self.by_soname.setdefault(key, []).append(n)
+        self.allowlist = manylinux_allowlist()
+
+    @staticmethod
+    def _compatible(a: _Node, b: _Node) -> bool:
+        ea, eb = a.binary.elf, b.binary.elf
+        return ea.elf_class == eb.elf_class and ea.machine == eb.machine and ea.endian == eb.endian
+
+    def _found(self, node: _Node, cand: _Node, via: str | None, reachable: bool) -> Resolution:
+        same = cand.wheel_index == node.wheel_index
+        if reachable:
+            detail = f"found through {via}"
+        else:
+            detail = (
+                "present in the wheel set but not on this binary's search path; "
+                "it loads only if another object loaded it first"
+            )
+        return Resolution(
+            outcome=Outcome.BUNDLED if same else Outcome.OTHER_WHEEL,
+            detail=detail,
+            wheel=cand.wheel,
+            member=cand.binary.member,
+            via=via,
+            reachable=reachable,
+        )
+
+    def search(self, node: _Node, name: str, dirs: Sequence[SearchDir]) -> tuple[Resolution, _Node | None]:
+        if "/" in name:
+            if name.startswith("/"):
+                d, f = posixpath.split(posixpath.normpath(name))
+                for cand in self.by_dir.get(d, {}).get(f, []):
+                    if self._compatible(node, cand):
+                        return self._found(node, cand, "an absolute path", True), cand
+                return Resolution(Outcome.UNRESOLVED, "absolute path outside the wheels"), None
+            return Resolution(Outcome.UNRESOLVED, "path relative to the current directory"), None
+        for d in dirs:
+            if d.path is None:
+                continue
+            for cand in self.by_dir.get(d.path, {}).get(name, []):
+                if self._compatible(node, cand):
+                    return self._found(node, cand, f"{d.kind} {d.entry}", True), cand
+        return self._classify(node, name), None
+
+    def _classify(self, node: _Node, name: str) -> Resolution:
+        if is_glibc(name):
+            return Resolution(Outcome.GLIBC, "part of glibc")
+        if is_gpu_driver(name):
+            return Resolution(Outcome.GPU_DRIVER, "comes with the GPU driver (on NixOS: /run/opengl-driver/lib)")
+        if is_libpython(name):
+            return Resolution(Outcome.PYTHON, "the interpreter's libpython, already loaded by a shared Python")
+        present = [c for c in self.by_soname.get(name, []) if self._compatible(node, c)]
+        if present:
+            present.sort(key=lambda c: (c.wheel_index != node.wheel_index, c.binary.member))
+            return self._found(node, present[0], None, False)
+        if name in self.allowlist:
+            return Resolution(
+                Outcome.MANYLINUX, "allowed by the manylinux policy (expected on the system; absent on Nix)"
+            )
+        return Resolution(Outcome.UNRESOLVED, "not in the wheels and not a system library")
+
+
+def analyze(scans: Sequence[WheelScan]) -> Analysis:
+    """Resolve every binary of every wheel against the whole set."""
+    versions = sorted({v for s in scans if (v := s.meta.python_version)})
+    pyver = versions[0] if versions else "3"
+    r = _Resolver(scans, pyver)
+    nodes = r.nodes
+    index = {id(n): i for i, n in enumerate(nodes)}
+    own_rpath = [[] if n.binary.elf.runpath is not None else _own_dirs(n, "RPATH", n.binary.elf.rpath) for n in nodes]
+    runpath = [_own_dirs(n, "RUNPATH", n.binary.elf.runpath) for n in nodes]
+    inherited: list[list[SearchDir]] = [[] for _ in nodes]
+
+    def search_path(i: int) -> list[SearchDir]:
+        if nodes[i].binary.elf.runpath is not None:
+            return runpath[i]
+        return own_rpath[i] + inherited[i]
+
+    # Fixed point: RPATHs flow from loaders to what they load (only into binaries without RUNPATH).
+    for _ in range(len(nodes) + 1):
+        loaded_by: list[list[int]] = [[] for _ in nodes]
+        for i, n in enumerate(nodes):
+            dirs = search_path(i)
+            for name in n.binary.elf.needed:
+                _res, cand = r.search(n, name, dirs)
+                if cand is not None and cand is not n:
+                    loaded_by[index[id(cand)]].append(i)
+        changed = False
+        for j in range(len(nodes)):
+            if nodes[j].binary.elf.runpath is not None:
+                continue
+            new: list[SearchDir] = []
+            seen = {d.path for d in own_rpath[j]}
+            for i in sorted(loaded_by[j]):
+                for d in own_rpath[i] + inherited[i]:
+                    if d.path is not None and d.path not in seen:
+                        seen.add(d.path)
+                        kind = d.kind if d.kind.startswith("RPATH of") else f"RPATH of {nodes[i].binary.member}"
+                        new.append(SearchDir(kind, d.entry, d.path, None))
+            if [d.path for d in new] != [d.path for d in inherited[j]]:
+                inherited[j] = new
+                changed = True
+        if not changed:
+            break
+
+    per_wheel: list[list[BinaryAnalysis]] = [[] for _ in scans]
+    for i, n in enumerate(nodes):
+        dirs = search_path(i)
+        elf = n.binary.elf
+        needs: list[Need] = []
+        for name in elf.needed:
+            needs.append(Need(name, Source.NEEDED, r.search(n, name, dirs)[0], True))
+        noted: set[str] = set(elf.needed)
+        for note in elf.dlopen_notes:
+            for name in note.sonames:
+                if name not in noted:
+                    noted.add(name)
+                    res = r.search(n, name, dirs)[0]
+                    needs.append(Need(name, Source.DLOPEN_NOTE, res, note.priority == "required"))
+        for name in elf.dlopen_candidates:
+            if name not in noted:
+                needs.append(Need(name, Source.DLOPEN_STRING, r.search(n, name, dirs)[0], False))
+        per_wheel[n.wheel_index].append(BinaryAnalysis(n.binary, classify_kind(n.binary), tuple(dirs), tuple(needs)))
+    return Analysis(
+        wheels=tuple(WheelAnalysis(s, tuple(bs)) for s, bs in zip(scans, per_wheel)),
+        python_version=pyver,
+    )
