@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "testdata" / "wheels"))
+
+import generate  # noqa: E402
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_tool(name: str) -> str:
+    """The tool's path. Missing: a failure in CI (never a silent skip), a skip elsewhere."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"required tool {name!r} is not installed"
+        if IN_CI:
+            pytest.fail(message + " (CI=true: missing tools fail)")
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every valid synthetic wheel, built once per session with gcc."""
+    require_tool("gcc")
+    require_tool("g++")
+    return generate.build_all(tmp_path_factory.mktemp("wheels"))
+
+
+@pytest.fixture(scope="session")
+def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("hostile")
+    return {name: generate.build_wheel(name, out) for name in generate.HOSTILE}
+
+
+RunCli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def run_cli() -> RunCli:
+    """Run the real command line in a fresh interpreter."""
+
+    def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "wheelfix", *map(str, args)], capture_output=True, text=True, check=False
+        )
+
+    return run
