@@ -31,10 +31,18 @@ def test_allow_globs_make_it_pass(run_cli: RunCli, wheels: dict[str, Path]) -> N
 
 
 def test_other_wheel_counts_as_provided(run_cli: RunCli, wheels: dict[str, Path]) -> None:
-    alone = run_cli("check", "--format", "json", "--allow", "lib*gcc_s*", "--allow", "libstdc++*", wheels["consumer"])
+    alone = run_cli(
+        "check", "--format", "json", "--allow", "lib*gcc_s*", "--allow", "libstdc++*", wheels["consumer"]
+    )
     assert alone.returncode == 1 and codes(alone.stdout) == [("unresolved", "libprov.so.1")]
     both = run_cli(
-        "check", "--allow", "libgcc_s.so.1", "--allow", "libstdc++.so.6", wheels["consumer"], wheels["provider"]
+        "check",
+        "--allow",
+        "libgcc_s.so.1",
+        "--allow",
+        "libstdc++.so.6",
+        wheels["consumer"],
+        wheels["provider"],
     )
     assert both.returncode == 0, both.stdout
 
@@ -45,13 +53,17 @@ def test_glibc_only_wheel_is_clean(run_cli: RunCli, wheels: dict[str, Path]) -> 
 
 
 def test_manylinux_target_checks_symbol_versions_and_tags(run_cli: RunCli, wheels: dict[str, Path]) -> None:
-    proc = run_cli("check", "--target", "manylinux_2_17", "--format", "json", wheels["consumer"], wheels["provider"])
+    proc = run_cli(
+        "check", "--target", "manylinux_2_17", "--format", "json", wheels["consumer"], wheels["provider"]
+    )
     assert proc.returncode == 1
     messages = [f["message"] for f in json.loads(proc.stdout)["findings"]]
     assert any("needs GLIBCXX_3.4.21, manylinux_2_17 allows up to GLIBCXX_3.4.19" in m for m in messages)
     assert any("needs CXXABI_1.3.9" in m for m in messages)
     # a newer target accepts the same binaries, but not the wheel's own (too old) tag
-    newer = run_cli("check", "--target", "manylinux_2_28", "--format", "json", wheels["consumer"], wheels["provider"])
+    newer = run_cli(
+        "check", "--target", "manylinux_2_28", "--format", "json", wheels["consumer"], wheels["provider"]
+    )
     assert newer.returncode == 1
     assert {c for c, _ in codes(newer.stdout)} == {"tag-mismatch"}
 

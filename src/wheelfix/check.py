@@ -66,7 +66,7 @@ def _needs(wheel: WheelAnalysis) -> Iterable[tuple[str, Need]]:
 
 
 def _common(wheel: WheelAnalysis, allow: Sequence[str], external_ok: frozenset[str]) -> list[Finding]:
-    """Findings shared by every target: external needs, unreachable bundled libs, hints, unsupported binaries."""
+    """Findings for every target: external needs, unreachable bundled libs, hints, unsupported binaries."""
     path = wheel.scan.path
     found: list[Finding] = []
     required = [(m, n) for m, n in _needs(wheel) if n.required]
@@ -110,7 +110,9 @@ def _common(wheel: WheelAnalysis, allow: Sequence[str], external_ok: frozenset[s
         )
     for u in wheel.scan.unsupported:
         found.append(
-            Finding("warning", "unsupported-binary", path, None, (u.member,), f"{u.format} binary not analysed")
+            Finding(
+                "warning", "unsupported-binary", path, None, (u.member,), f"{u.format} binary not analysed"
+            )
         )
     return found
 
@@ -152,7 +154,10 @@ def _policy_violations(wheel: WheelAnalysis, policy: ManylinuxPolicy, allow: Seq
                 and not n.soname.startswith(("ld-linux", "ld64.so"))
                 and not _allowed(n.soname, allow)
             ):
-                why.append(f"{n.soname} is not bundled and not allowed by {policy.name} (needed by {b.binary.member})")
+                why.append(
+                    f"{n.soname} is not bundled and not allowed by {policy.name} "
+                    f"(needed by {b.binary.member})"
+                )
     for (arch, prefix), v in sorted(too_new.items()):
         newest = max(policy.symbol_versions[arch][prefix], key=_version_key)
         why.append(f"needs {v}, {policy.name} allows up to {prefix}_{newest}")

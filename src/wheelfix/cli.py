@@ -27,7 +27,7 @@ __all__ = ["cli", "main"]
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
-class _Size(click.ParamType):
+class _Size(click.ParamType):  # type: ignore[type-arg]
     name = "size"
 
     def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int:
@@ -41,7 +41,11 @@ class _Size(click.ParamType):
 
 def _scan_options(f: click.decorators.FC) -> click.decorators.FC:
     f = click.option(
-        "--jobs", "-j", type=click.IntRange(min=1), default=None, help="Threads per wheel [default: cores, max 8]."
+        "--jobs",
+        "-j",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Threads per wheel [default: cores, max 8].",
     )(f)
     f = click.option(
         "--max-size",
@@ -55,7 +59,8 @@ def _scan_options(f: click.decorators.FC) -> click.decorators.FC:
         type=click.FloatRange(min=1),
         default=DEFAULT_LIMITS.max_ratio,
         show_default=True,
-        help=f"Refuse a member over {DEFAULT_LIMITS.ratio_min_size >> 20} MiB that inflates more than this many times.",
+        help=f"Refuse a member over {DEFAULT_LIMITS.ratio_min_size >> 20} MiB that inflates more than this "
+        "many times.",
     )(f)
     f = click.argument("wheels", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=True))(f)
     return f
@@ -96,7 +101,9 @@ def inspect(
     Wheels given together are resolved against each other, as if installed in one environment.
     """
     analysis = _analyze(wheels, jobs, max_size, max_ratio)
-    click.echo(dumps(inspect_document(analysis)) if as_json else render_inspect(analysis, verbose=verbose), nl=False)
+    click.echo(
+        dumps(inspect_document(analysis)) if as_json else render_inspect(analysis, verbose=verbose), nl=False
+    )
 
 
 @cli.command()
@@ -108,7 +115,9 @@ def inspect(
     help="nix: every need but glibc and GPU driver libs must be met by the wheels. "
     "manylinux_2_X: auditwheel's policy (allowlist, symbol versions, platform tag).",
 )
-@click.option("--allow", multiple=True, metavar="GLOB", help="Sonames to accept anyway (fnmatch; repeatable).")
+@click.option(
+    "--allow", multiple=True, metavar="GLOB", help="Sonames to accept anyway (fnmatch; repeatable)."
+)
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text", show_default=True
 )
@@ -164,7 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:
         if os.environ.get("WHEELFIX_DEBUG"):
             traceback.print_exc()
-        click.echo(f"wheelfix: internal error: {type(e).__name__}: {e} (set WHEELFIX_DEBUG=1 for a traceback)", err=True)
+        click.echo(
+            f"wheelfix: internal error: {type(e).__name__}: {e} (set WHEELFIX_DEBUG=1 for a traceback)",
+            err=True,
+        )
         return EXIT_INTERNAL
     return EXIT_OK
 

@@ -116,7 +116,12 @@ class WheelAnalysis:
         return tuple(
             sorted(
                 libs,
-                key=lambda lib: (OUTCOME_ORDER[lib.outcome], lib.resolution.reachable, not lib.required, lib.soname),
+                key=lambda lib: (
+                    OUTCOME_ORDER[lib.outcome],
+                    lib.resolution.reachable,
+                    not lib.required,
+                    lib.soname,
+                ),
             )
         )
 

@@ -131,8 +131,8 @@ class _Resolver:
     def search(self, node: _Node, name: str, dirs: Sequence[SearchDir]) -> tuple[Resolution, _Node | None]:
         if "/" in name:
             if name.startswith("/"):
-                d, f = posixpath.split(posixpath.normpath(name))
-                for cand in self.by_dir.get(d, {}).get(f, []):
+                parent, base = posixpath.split(posixpath.normpath(name))
+                for cand in self.by_dir.get(parent, {}).get(base, []):
                     if self._compatible(node, cand):
                         return self._found(node, cand, "an absolute path", True), cand
                 return Resolution(Outcome.UNRESOLVED, "absolute path outside the wheels"), None
@@ -149,9 +149,13 @@ class _Resolver:
         if is_glibc(name):
             return Resolution(Outcome.GLIBC, "part of glibc")
         if is_gpu_driver(name):
-            return Resolution(Outcome.GPU_DRIVER, "comes with the GPU driver (on NixOS: /run/opengl-driver/lib)")
+            return Resolution(
+                Outcome.GPU_DRIVER, "comes with the GPU driver (on NixOS: /run/opengl-driver/lib)"
+            )
         if is_libpython(name):
-            return Resolution(Outcome.PYTHON, "the interpreter's libpython, already loaded by a shared Python")
+            return Resolution(
+                Outcome.PYTHON, "the interpreter's libpython, already loaded by a shared Python"
+            )
         present = [c for c in self.by_soname.get(name, []) if self._compatible(node, c)]
         if present:
             present.sort(key=lambda c: (c.wheel_index != node.wheel_index, c.binary.member))
@@ -170,7 +174,9 @@ def analyze(scans: Sequence[WheelScan]) -> Analysis:
     r = _Resolver(scans, pyver)
     nodes = r.nodes
     index = {id(n): i for i, n in enumerate(nodes)}
-    own_rpath = [[] if n.binary.elf.runpath is not None else _own_dirs(n, "RPATH", n.binary.elf.rpath) for n in nodes]
+    own_rpath = [
+        [] if n.binary.elf.runpath is not None else _own_dirs(n, "RPATH", n.binary.elf.rpath) for n in nodes
+    ]
     runpath = [_own_dirs(n, "RUNPATH", n.binary.elf.runpath) for n in nodes]
     inherited: list[list[SearchDir]] = [[] for _ in nodes]
 
@@ -198,7 +204,9 @@ def analyze(scans: Sequence[WheelScan]) -> Analysis:
                 for d in own_rpath[i] + inherited[i]:
                     if d.path is not None and d.path not in seen:
                         seen.add(d.path)
-                        kind = d.kind if d.kind.startswith("RPATH of") else f"RPATH of {nodes[i].binary.member}"
+                        kind = (
+                            d.kind if d.kind.startswith("RPATH of") else f"RPATH of {nodes[i].binary.member}"
+                        )
                         new.append(SearchDir(kind, d.entry, d.path, None))
             if [d.path for d in new] != [d.path for d in inherited[j]]:
                 inherited[j] = new
@@ -223,8 +231,10 @@ def analyze(scans: Sequence[WheelScan]) -> Analysis:
         for name in elf.dlopen_candidates:
             if name not in noted:
                 needs.append(Need(name, Source.DLOPEN_STRING, r.search(n, name, dirs)[0], False))
-        per_wheel[n.wheel_index].append(BinaryAnalysis(n.binary, classify_kind(n.binary), tuple(dirs), tuple(needs)))
+        per_wheel[n.wheel_index].append(
+            BinaryAnalysis(n.binary, classify_kind(n.binary), tuple(dirs), tuple(needs))
+        )
     return Analysis(
-        wheels=tuple(WheelAnalysis(s, tuple(bs)) for s, bs in zip(scans, per_wheel)),
+        wheels=tuple(WheelAnalysis(s, tuple(bs)) for s, bs in zip(scans, per_wheel, strict=True)),
         python_version=pyver,
     )

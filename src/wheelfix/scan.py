@@ -9,11 +9,11 @@ thread pool: zlib and hashlib release the GIL, so two cores inflate two members 
 from __future__ import annotations
 
 import hashlib
+import itertools
+import mmap
 import os
 import threading
 import zipfile
-import itertools
-import mmap
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -26,7 +26,6 @@ from .errors import BadInput, Problem
 from .wheelfile import DEFAULT_LIMITS, CorruptMember, InstallLocation, Limits, WheelArchive, WheelMeta
 
 __all__ = ["BinaryMember", "UnsupportedBinary", "WheelScan", "default_jobs", "scan_wheel"]
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,20 +110,19 @@ def _scan_member(
         head = next(chunks, b"")
         fmt = detect_format(head[:MAGIC_PREFIX_LEN])
         if fmt == "elf":
-            with budget.hold(info.file_size):
-                with _member_buffer(info.file_size) as buf:
-                    pos = 0
-                    for chunk in itertools.chain((head,), chunks):
-                        buf[pos : pos + len(chunk)] = chunk
-                        pos += len(chunk)
-                        if hasher is not None:
-                            hasher.update(chunk)
-                    try:
-                        elf = parse_elf(buf)
-                    except BinaryFormatError as e:
-                        problems.append(Problem(file, name, f"malformed ELF: {e}"))
-                    else:
-                        result = BinaryMember(name, archive.install_location(name), info.file_size, elf)
+            with budget.hold(info.file_size), _member_buffer(info.file_size) as buf:
+                pos = 0
+                for chunk in itertools.chain((head,), chunks):
+                    buf[pos : pos + len(chunk)] = chunk
+                    pos += len(chunk)
+                    if hasher is not None:
+                        hasher.update(chunk)
+                try:
+                    elf = parse_elf(buf)
+                except BinaryFormatError as e:
+                    problems.append(Problem(file, name, f"malformed ELF: {e}"))
+                else:
+                    result = BinaryMember(name, archive.install_location(name), info.file_size, elf)
         else:
             if fmt is not None:
                 result = UnsupportedBinary(name, fmt)

@@ -12,6 +12,7 @@ import base64
 import csv
 import hashlib
 import io
+import itertools
 import os
 import re
 import stat
@@ -29,8 +30,8 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from .errors import BadInput, Problem
 
 __all__ = [
-    "CorruptMember",
     "DEFAULT_LIMITS",
+    "CorruptMember",
     "InstallLocation",
     "Limits",
     "RecordEntry",
@@ -90,7 +91,7 @@ class WheelMeta:
 
     @property
     def python_version(self) -> str | None:
-        """"3.11" for a ``cp311``/``py311`` interpreter tag; None when the tags don't pin one."""
+        """ "3.11" for a ``cp311``/``py311`` interpreter tag; None when the tags don't pin one."""
         found = set()
         for t in self.tags:
             m = re.fullmatch(r"(?:cp|py|pp)3(\d+)", t.split("-", 1)[0])
@@ -167,7 +168,9 @@ def _parse_record(data: bytes, file: str, record_name: str) -> tuple[dict[str, R
         if hash_spec:
             algorithm, sep, b64 = hash_spec.partition("=")
             if not sep or algorithm not in _RECORD_ALGORITHMS:
-                problems.append(Problem(file, record_name, f"line {lineno}: bad hash {hash_spec!r} for {path}"))
+                problems.append(
+                    Problem(file, record_name, f"line {lineno}: bad hash {hash_spec!r} for {path}")
+                )
                 continue
             try:
                 digest = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4))
@@ -175,11 +178,15 @@ def _parse_record(data: bytes, file: str, record_name: str) -> tuple[dict[str, R
                 problems.append(Problem(file, record_name, f"line {lineno}: bad base64 digest for {path}"))
                 continue
             if len(digest) != hashlib.new(algorithm).digest_size:
-                problems.append(Problem(file, record_name, f"line {lineno}: digest has wrong length for {path}"))
+                problems.append(
+                    Problem(file, record_name, f"line {lineno}: digest has wrong length for {path}")
+                )
                 continue
         if size_text:
             if not size_text.isdigit():
-                problems.append(Problem(file, record_name, f"line {lineno}: bad size {size_text!r} for {path}"))
+                problems.append(
+                    Problem(file, record_name, f"line {lineno}: bad size {size_text!r} for {path}")
+                )
                 continue
             size = int(size_text)
         if path in entries:
@@ -191,7 +198,9 @@ def _parse_record(data: bytes, file: str, record_name: str) -> tuple[dict[str, R
 
 def _read_small(zf: zipfile.ZipFile, info: zipfile.ZipInfo, file: str, limit: int = 64 * _MiB) -> bytes:
     if info.file_size > limit:
-        raise BadInput([Problem(file, info.filename, f"metadata file is {info.file_size} bytes, over {limit}")])
+        raise BadInput(
+            [Problem(file, info.filename, f"metadata file is {info.file_size} bytes, over {limit}")]
+        )
     try:
         return zf.read(info)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
@@ -218,7 +227,8 @@ class WheelArchive:
         self.members = members  # file members (no directories), in archive order
         self.record = record
         self._zf = zf
-        self._fd = zf.fp.fileno()  # type: ignore[union-attr]
+        assert zf.fp is not None
+        self._fd: int = zf.fp.fileno()
 
     @property
     def display(self) -> str:
@@ -250,7 +260,9 @@ class WheelArchive:
         problems: list[Problem] = []
         infos = zf.infolist()
         if len(infos) > limits.max_members:
-            raise BadInput([Problem(file, None, f"{len(infos)} members, over the limit of {limits.max_members}")])
+            raise BadInput(
+                [Problem(file, None, f"{len(infos)} members, over the limit of {limits.max_members}")]
+            )
 
         # -- names, duplicates, symlinks, encryption, compression
         seen: dict[str, str] = {}
@@ -298,10 +310,12 @@ class WheelArchive:
                     )
                 )
         by_offset = sorted(infos, key=lambda i: i.header_offset)
-        for prev, cur in zip(by_offset, by_offset[1:]):
+        for prev, cur in itertools.pairwise(by_offset):
             end = prev.header_offset + 30 + len(prev.orig_filename.encode("utf-8")) + prev.compress_size
             if cur.header_offset < end:
-                problems.append(Problem(file, cur.filename, f"member data overlaps {prev.filename} (zip bomb?)"))
+                problems.append(
+                    Problem(file, cur.filename, f"member data overlaps {prev.filename} (zip bomb?)")
+                )
 
         # -- file name and .dist-info
         meta: WheelMeta | None = None
@@ -317,7 +331,9 @@ class WheelArchive:
         if not dist_infos:
             problems.append(Problem(file, None, "no .dist-info directory"))
         elif len(dist_infos) > 1:
-            problems.append(Problem(file, None, f"more than one .dist-info directory: {', '.join(dist_infos)}"))
+            problems.append(
+                Problem(file, None, f"more than one .dist-info directory: {', '.join(dist_infos)}")
+            )
         else:
             dist_info = dist_infos[0]
             stem = dist_info[: -len(".dist-info")]
@@ -344,7 +360,9 @@ class WheelArchive:
             if record_name not in by_name:
                 problems.append(Problem(file, record_name, "missing"))
             else:
-                record, rproblems = _parse_record(_read_small(zf, by_name[record_name], file), file, record_name)
+                record, rproblems = _parse_record(
+                    _read_small(zf, by_name[record_name], file), file, record_name
+                )
                 problems.extend(rproblems)
                 if not rproblems:
                     exempt = {record_name, *(f"{dist_info}/{s}" for s in _RECORD_SIGNATURES)}
@@ -365,7 +383,9 @@ class WheelArchive:
                                 )
                             )
                     listed_missing = sorted(set(record) - {i.filename for i in infos})
-                    problems.extend(Problem(file, p, "listed in RECORD but not in the archive") for p in listed_missing)
+                    problems.extend(
+                        Problem(file, p, "listed in RECORD but not in the archive") for p in listed_missing
+                    )
             if name is not None:
                 meta = WheelMeta(
                     filename=path.name,
@@ -388,12 +408,18 @@ class WheelArchive:
         if len(header) != 30 or header[:4] != b"PK\x03\x04":
             raise CorruptMember("bad local file header")
         name_len, extra_len = struct.unpack_from("<HH", header, 26)
-        local_name = os.pread(self._fd, name_len, info.header_offset + 30)
-        if local_name != info.orig_filename.encode("utf-8") and local_name != info.orig_filename.encode("cp437"):
-            raise CorruptMember(f"local header names {local_name!r}, central directory {info.orig_filename!r}")
-        return info.header_offset + 30 + name_len + extra_len
+        raw_name = os.pread(self._fd, name_len, info.header_offset + 30)
+        local_name = raw_name.decode("utf-8" if info.flag_bits & 0x800 else "cp437", "replace")
+        if local_name != info.orig_filename:
+            raise CorruptMember(
+                f"local header names {local_name!r}, central directory {info.orig_filename!r}"
+            )
+        offset: int = info.header_offset + 30 + name_len + extra_len
+        return offset
 
-    def iter_member(self, info: zipfile.ZipInfo, *, check_crc: bool, chunk: int = 256 << 10) -> Iterator[bytes]:
+    def iter_member(
+        self, info: zipfile.ZipInfo, *, check_crc: bool, chunk: int = 256 << 10
+    ) -> Iterator[bytes]:
         """Inflate one member in chunks, reading with pread (no shared file position, so threads don't
         contend). Output is capped at the declared size; a short, long or corrupt stream raises
         CorruptMember. ``check_crc`` is for members that RECORD does not hash."""
@@ -440,6 +466,7 @@ class WheelArchive:
 
     def install_location(self, member: str) -> InstallLocation:
         return install_location(member, self.meta.data_dir)
+
 
 VIRTUAL_PREFIX = "/@prefix"
 

@@ -47,7 +47,9 @@ DT_VERNEED, DT_VERNEEDNUM = 0x6FFFFFFE, 0x6FFFFFFF
 NT_FDO_DLOPEN_METADATA = 0x407C0C0A
 
 MAX_DLOPEN_CANDIDATES = 256
-_DLOPEN_RE = re.compile(rb"(?<![A-Za-z0-9_.+/-])lib[A-Za-z0-9_+-][A-Za-z0-9_.+-]*?\.so(?:\.[0-9]+)*(?![A-Za-z0-9_.+-])")
+_DLOPEN_RE = re.compile(
+    rb"(?<![A-Za-z0-9_.+/-])lib[A-Za-z0-9_+-][A-Za-z0-9_.+-]*?\.so(?:\.[0-9]+)*(?![A-Za-z0-9_.+-])"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +114,9 @@ class _Reader:
     def unpack(self, fmt: str, offset: int, what: str) -> tuple[int, ...]:
         s = struct.Struct(self.e + fmt)
         if offset < 0 or offset + s.size > self.size:
-            raise BinaryFormatError(f"{what} at offset {offset:#x} is past the end of the file ({self.size} bytes)")
+            raise BinaryFormatError(
+                f"{what} at offset {offset:#x} is past the end of the file ({self.size} bytes)"
+            )
         return s.unpack_from(self.data, offset)
 
     def cstring(self, offset: int, end: int, what: str) -> str:
@@ -157,7 +161,9 @@ def parse_elf(data: Buffer, *, scan_strings: bool = True) -> ElfInfo:
             raise BinaryFormatError(
                 f"section header table ({e_shnum} entries at {e_shoff:#x}) runs past the end of the file"
             )
-        sections = [r.unpack(shdr_fmt, e_shoff + i * shdr_size, f"section header {i}") for i in range(e_shnum)]
+        sections = [
+            r.unpack(shdr_fmt, e_shoff + i * shdr_size, f"section header {i}") for i in range(e_shnum)
+        ]
 
     # -- program headers
     phdr_fmt = "IIQQQQQQ" if is64 else "IIIIIIII"
@@ -231,7 +237,9 @@ def parse_elf(data: Buffer, *, scan_strings: bool = True) -> ElfInfo:
             elif tag == DT_RUNPATH and runpath is None:
                 runpath = dstr(val, "DT_RUNPATH")
         if DT_VERNEED in first:
-            version_needs = _verneed(r, vaddr_to_offset(first[DT_VERNEED], "DT_VERNEED"), first.get(DT_VERNEEDNUM, 0), dstr)
+            version_needs = _verneed(
+                r, vaddr_to_offset(first[DT_VERNEED], "DT_VERNEED"), first.get(DT_VERNEEDNUM, 0), dstr
+            )
     elif any(t in (DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH) for t, _ in entries):
         raise BinaryFormatError("dynamic section has names but no DT_STRTAB")
 

@@ -69,14 +69,24 @@ def _binary(b: BinaryAnalysis) -> dict[str, Any]:
             "symbol_versions": elf.symbol_versions(),
             "version_needs": [{"file": v.file, "versions": list(v.versions)} for v in elf.version_needs],
             "dlopen_notes": [
-                {"sonames": list(n.sonames), "priority": n.priority, "feature": n.feature, "description": n.description}
+                {
+                    "sonames": list(n.sonames),
+                    "priority": n.priority,
+                    "feature": n.feature,
+                    "description": n.description,
+                }
                 for n in elf.dlopen_notes
             ],
             "dlopen_candidates": list(elf.dlopen_candidates),
         },
         "search_path": [asdict(d) for d in b.search_path],
         "needs": [
-            {"soname": n.soname, "source": n.source.value, "required": n.required, **_resolution(n.resolution)}
+            {
+                "soname": n.soname,
+                "source": n.source.value,
+                "required": n.required,
+                **_resolution(n.resolution),
+            }
             for n in b.needs
         ],
     }
