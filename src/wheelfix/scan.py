@@ -15,7 +15,7 @@ import os
 import threading
 import zipfile
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +61,10 @@ def default_jobs() -> int:
     return max(1, min(n, 8))
 
 
+_BIG = 2 << 20
+_PIPELINE_HASH = 32 << 20
+
+
 class _ByteBudget:
     """Blocks an acquirer while others hold buffers and its buffer would push the total over the limit.
     A buffer larger than the limit is admitted alone, so progress is always possible."""
@@ -86,10 +90,14 @@ class _ByteBudget:
 
 @contextmanager
 def _member_buffer(size: int) -> Iterator[mmap.mmap]:
-    """An anonymous mapping for one inflated binary. Faulting in fresh 4 KiB pages of a big bytearray costs
-    more than inflating into it (2.0 s vs 0.29 s for 434 MB here), so large buffers ask for huge pages."""
-    buf = mmap.mmap(-1, max(size, 1))
-    if size >= 2 << 20 and hasattr(mmap, "MADV_HUGEPAGE"):
+    """An anonymous mapping for one inflated binary. Faulting in the fresh 4 KiB pages of a big buffer one
+    at a time costs more than inflating into it (2.0 s for 434 MB here), so large buffers are populated by
+    the kernel up front (MAP_POPULATE) and asked for huge pages."""
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+    if size >= _BIG:
+        flags |= getattr(mmap, "MAP_POPULATE", 0)
+    buf = mmap.mmap(-1, max(size, 1), flags=flags)
+    if size >= _BIG and hasattr(mmap, "MADV_HUGEPAGE"):
         buf.madvise(mmap.MADV_HUGEPAGE)
     try:
         yield buf
@@ -98,7 +106,7 @@ def _member_buffer(size: int) -> Iterator[mmap.mmap]:
 
 
 def _scan_member(
-    archive: WheelArchive, info: zipfile.ZipInfo, budget: _ByteBudget
+    archive: WheelArchive, info: zipfile.ZipInfo, budget: _ByteBudget, hash_pool: ThreadPoolExecutor | None
 ) -> tuple[list[Problem], BinaryMember | UnsupportedBinary | None]:
     file, name = archive.display, info.filename
     entry = archive.record.get(name)
@@ -111,12 +119,22 @@ def _scan_member(
         fmt = detect_format(head[:MAGIC_PREFIX_LEN])
         if fmt == "elf":
             with budget.hold(info.file_size), _member_buffer(info.file_size) as buf:
+                # A big binary is hashed on its own thread while it inflates: its hash would otherwise add
+                # to the one task every other member waits on.
+                offload = hash_pool is not None and info.file_size >= _PIPELINE_HASH
+                pending: Future[None] | None = None
                 pos = 0
                 for chunk in itertools.chain((head,), chunks):
                     buf[pos : pos + len(chunk)] = chunk
                     pos += len(chunk)
                     if hasher is not None:
-                        hasher.update(chunk)
+                        if offload:
+                            assert hash_pool is not None
+                            pending = hash_pool.submit(hasher.update, chunk)
+                        else:
+                            hasher.update(chunk)
+                if pending is not None:
+                    pending.result()  # one worker, FIFO: every earlier update is done too
                 try:
                     elf = parse_elf(buf)
                 except BinaryFormatError as e:
@@ -147,10 +165,13 @@ def scan_wheel(path: Path, *, limits: Limits = DEFAULT_LIMITS, jobs: int | None 
         unsupported: list[UnsupportedBinary] = []
         workers = jobs or default_jobs()
         if workers == 1 or len(members) < 2:
-            results = [_scan_member(archive, i, budget) for i in members]
+            results = [_scan_member(archive, i, budget, None) for i in members]
         else:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wheelfix-scan") as pool:
-                results = list(pool.map(lambda i: _scan_member(archive, i, budget), members))
+            with (
+                ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wheelfix-scan") as pool,
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="wheelfix-hash") as hash_pool,
+            ):
+                results = list(pool.map(lambda i: _scan_member(archive, i, budget, hash_pool), members))
         for member_problems, found in results:
             problems.extend(member_problems)
             if isinstance(found, BinaryMember):
