@@ -2,7 +2,8 @@
 
 For every pinned CI wheel in ``tests/realwheels/manifest.json``, every zip member that starts
 with the ELF magic is extracted and read with ``readelf``; NEEDED (in order), SONAME, RPATH,
-RUNPATH, PT_INTERP and the machine must equal what wheelfix reports for that member.
+RUNPATH, PT_INTERP and the machine must equal what wheelfix reports for that member, and the
+report must validate against the inspect schema.
 """
 
 from __future__ import annotations
@@ -18,8 +19,13 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
-from realwheels.fetch import fetch, load_manifest
+
+from wheelfix.emit.jsondoc import load_schema
+
+from .conftest import require_tool
+from .realwheels.fetch import fetch, load_manifest
 
 pytestmark = pytest.mark.network
 
@@ -109,11 +115,12 @@ def test_manifest_has_ci_wheels() -> None:
 
 @pytest.mark.parametrize("filename", [e["filename"] for e in CI_WHEELS], ids=[e["name"] for e in CI_WHEELS])
 def test_inspect_matches_readelf(filename: str, tmp_path: Path) -> None:
-    assert shutil.which("readelf"), "readelf (binutils) is required for the oracle test"
+    require_tool("readelf")
     wheel = _wheel(filename)
     proc = _wheelfix("inspect", "--json", str(wheel))
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
+    jsonschema.validate(report, load_schema("inspect"))
     assert report["schema_version"] == 1
     (wheel_report,) = report["wheels"]
     assert wheel_report["filename"] == filename
@@ -122,6 +129,7 @@ def test_inspect_matches_readelf(filename: str, tmp_path: Path) -> None:
     reported = {b["member"]: b["elf"] for b in elf_binaries}
     assert len(reported) == len(elf_binaries), "a member is reported twice"
     elf_members = _elf_members(wheel)
+    assert elf_members, "a CI wheel without ELF members tests nothing"
     assert sorted(reported) == sorted(elf_members), "ELF members (by magic) != binaries reported as elf"
 
     extracted = tmp_path / "member.elf"
