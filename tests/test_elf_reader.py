@@ -1378,9 +1378,6 @@ def test_dlopen_note_invalid(payload: bytes, pattern: str) -> None:
     assert ".note.dlopen at 0x" in message
 
 
-@pytest.mark.xfail(
-    strict=True, raises=RecursionError, reason="bug: _dlopen_note lets json's RecursionError escape (exit 3)"
-)
 def test_dlopen_note_deeply_nested_json() -> None:
     """json.loads raises RecursionError (no ValueError) on deep nesting; that is still a format error."""
     refused(synth(Spec(dlopen=b"[" * 100_000)).data, "not valid JSON")
@@ -1535,26 +1532,18 @@ def test_dos_images_are_small() -> None:
         assert len(build()) < 3 << 20, name
 
 
-@pytest.mark.xfail(
-    strict=True, reason="bug: _verneed repeats a shared Vernaux chain for every Verneed (O(n*m))"
-)
 def test_dos_shared_vernaux(dos_results: dict[str, str]) -> None:
     _assert_prompt(dos_results["shared-vernaux"])
 
 
-@pytest.mark.xfail(
-    strict=True, reason="bug: overlapping note regions are each walked in full (O(regions*size))"
-)
 def test_dos_overlapping_note_sections(dos_results: dict[str, str]) -> None:
     _assert_prompt(dos_results["overlapping-note-sections"])
 
 
-@pytest.mark.xfail(strict=True, reason="bug: overlapping data sections are each scanned for dlopen strings")
 def test_dos_overlapping_data_sections(dos_results: dict[str, str]) -> None:
     _assert_prompt(dos_results["overlapping-data-sections"])
 
 
-@pytest.mark.xfail(strict=True, reason="bug: dynamic strings are decoded without any length or total budget")
 def test_dos_needed_suffixes(dos_results: dict[str, str]) -> None:
     _assert_prompt(dos_results["needed-suffixes"])
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import struct
 import subprocess
 import sys
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -442,6 +444,16 @@ def test_no_wheels_is_a_usage_error(tmp_path: Path) -> None:
 # --- a member the ELF reader chokes on -------------------------------------------------------------------
 
 
+def with_record(files: dict[str, bytes], dist_info: str) -> dict[str, bytes]:
+    """``files`` plus a correct ``<dist_info>/RECORD``."""
+    rows = []
+    for name, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        rows.append(f"{name},sha256={digest},{len(data)}\n")
+    rows.append(f"{dist_info}/RECORD,,\n")
+    return {**files, f"{dist_info}/RECORD": "".join(rows).encode()}
+
+
 def write_wheel(path: Path, files: dict[str, bytes]) -> Path:
     """A minimal correct wheel for project ``evil`` holding ``files`` (plus METADATA, WHEEL, RECORD)."""
     dist_info = "evil-1.0.dist-info"
@@ -450,21 +462,12 @@ def write_wheel(path: Path, files: dict[str, bytes]) -> Path:
         f"{dist_info}/METADATA": b"Metadata-Version: 2.1\nName: evil\nVersion: 1.0\n",
         f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: false\nTag: cp311-cp311-linux_x86_64\n",
     }
-    rows = []
-    for name, data in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        rows.append(f"{name},sha256={digest},{len(data)}\n")
-    rows.append(f"{dist_info}/RECORD,,\n")
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in files.items():
+        for name, data in with_record(files, dist_info).items():
             zf.writestr(name, data)
-        zf.writestr(f"{dist_info}/RECORD", "".join(rows))
     return path
 
 
-@pytest.mark.xfail(
-    strict=True, reason="bug: json's RecursionError escapes parse_elf, so the CLI exits 3 (internal error)"
-)
 def test_elf_member_with_deeply_nested_dlopen_note(tmp_path: Path) -> None:
     """An FDO .note.dlopen whose JSON nests 100 000 arrays deep is a malformed ELF (exit 2), not a crash."""
     lib = generate.build_libfoo(tmp_path / "build")
@@ -483,3 +486,79 @@ def test_elf_member_with_deeply_nested_dlopen_note(tmp_path: Path) -> None:
     assert_clean_failure(run, lines=1)
     assert run.lines[0].startswith(f"{ERROR}{wheel}: {member}: malformed ELF: "), run.describe()
     assert "not valid JSON" in run.lines[0], run.describe()
+
+
+# --- an ELF member hidden behind a slow-starting deflate stream ------------------------------------------
+
+
+def _stored_block(data: bytes, final: bool) -> bytes:
+    return bytes([1 if final else 0]) + struct.pack("<HH", len(data), len(data) ^ 0xFFFF) + data
+
+
+def slow_start_deflate(data: bytes) -> bytes:
+    """A valid deflate stream for ``data`` whose first 300 KiB inflate to just 2 bytes: a 2-byte stored block,
+    empty stored blocks, then the rest. The scanner reads compressed data 256 KiB at a time."""
+    out = _stored_block(data[:2], False) + _stored_block(b"", False) * (300 * 1024 // 5)
+    rest = [data[i : i + 0xFFFF] for i in range(2, len(data), 0xFFFF)] or [b""]
+    out += b"".join(_stored_block(chunk, i == len(rest) - 1) for i, chunk in enumerate(rest))
+    assert zlib.decompress(out, -15) == data
+    return out
+
+
+def raw_deflate_zip(entries: list[tuple[str, bytes, bytes]]) -> bytes:
+    """A zip of (name, data, raw deflate stream of data) entries, written by hand to use any stream."""
+    body, central = bytearray(), bytearray()
+    for name, data, raw in entries:
+        encoded, crc, offset = name.encode(), zlib.crc32(data), len(body)
+        body += struct.pack(
+            "<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0x21, crc, len(raw), len(data), len(encoded), 0
+        )
+        body += encoded + raw
+        central += struct.pack(
+            "<IHHHHHHIIIHHHHHII",
+            *(0x02014B50, 0x031E, 20, 0, 8, 0, 0x21, crc, len(raw), len(data), len(encoded), 0, 0, 0, 0),
+            *(0o644 << 16, offset),
+        )
+        central += encoded
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(entries), len(entries), len(central), len(body), 0)
+    return bytes(body + central + end)
+
+
+def _deflate(data: bytes) -> bytes:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return compressor.compress(data) + compressor.flush()
+
+
+def test_elf_behind_a_slow_starting_deflate_stream_is_still_scanned(demo_wheel: Path, tmp_path: Path) -> None:
+    """The same files twice, once deflated normally and once with a stream that yields 2 bytes at first:
+    inspect and check must see the same binaries (the demo extension needs libfoo.so.1: check fails)."""
+    ext = f"demo/_demo{generate.EXT_SUFFIX}"
+    with zipfile.ZipFile(demo_wheel) as zf:
+        files = {name: zf.read(name) for name in zf.namelist() if not name.endswith("/RECORD")}
+    files = with_record(files, "demo-1.0.dist-info")
+    reports: dict[str, tuple[int, list[str]]] = {}
+    for variant in ("plain", "slow-start"):
+        directory = tmp_path / variant
+        directory.mkdir()
+        wheel = directory / demo_wheel.name
+        wheel.write_bytes(
+            raw_deflate_zip(
+                [
+                    (
+                        name,
+                        data,
+                        slow_start_deflate(data)
+                        if variant == "slow-start" and name == ext
+                        else _deflate(data),
+                    )
+                    for name, data in files.items()
+                ]
+            )
+        )
+        inspect = wheelfix("inspect", "--json", wheel, cwd=tmp_path)
+        assert inspect.returncode == 0, inspect.describe()
+        (doc,) = json.loads(inspect.stdout)["wheels"]
+        check = wheelfix("check", wheel, cwd=tmp_path)
+        reports[variant] = (check.returncode, sorted(b["member"] for b in doc["binaries"]))
+    assert ext in reports["plain"][1]
+    assert reports["slow-start"] == reports["plain"]

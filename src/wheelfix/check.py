@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from .model import Analysis, Need, Outcome, WheelAnalysis
 from .sonames import ManylinuxPolicy, manylinux_policy
 
-__all__ = ["CheckResult", "Finding", "UnknownTarget", "run_check"]
+__all__ = ["CheckResult", "Finding", "UnknownTarget", "parse_target", "run_check"]
 
 
 class UnknownTarget(ValueError):
@@ -201,17 +201,25 @@ def _check_manylinux(wheel: WheelAnalysis, target: ManylinuxPolicy, allow: Seque
     return found
 
 
+def parse_target(target: str) -> ManylinuxPolicy | None:
+    """None for ``nix``, the policy for a manylinux target; UnknownTarget for anything else."""
+    if target == "nix":
+        return None
+    policy = manylinux_policy(target) if target.startswith("manylinux") else None
+    if policy is None:
+        raise UnknownTarget(f"unknown target {target!r}: use nix or manylinux_2_X (e.g. manylinux_2_28)")
+    return policy
+
+
 def run_check(analysis: Analysis, target: str = "nix", allow: Sequence[str] = ()) -> CheckResult:
     """Raises UnknownTarget for a target that is neither ``nix`` nor a known manylinux policy."""
     allow = tuple(allow)
     findings: list[Finding] = []
-    if target == "nix":
+    policy = parse_target(target)
+    if policy is None:
         for w in analysis.wheels:
             findings.extend(_common(w, allow, frozenset()))
     else:
-        policy = manylinux_policy(target) if target.startswith("manylinux") else None
-        if policy is None:
-            raise UnknownTarget(f"unknown target {target!r}: use nix or manylinux_2_X (e.g. manylinux_2_28)")
         for w in analysis.wheels:
             findings.extend(_check_manylinux(w, policy, allow))
     return CheckResult(target, allow, tuple(findings))

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .check import UnknownTarget, run_check
+from .check import UnknownTarget, parse_target, run_check
 from .emit.github import render_github
 from .emit.jsondoc import check_document, dumps, inspect_document
 from .emit.text import render_check, render_inspect
@@ -131,11 +131,11 @@ def check(
     fmt: str,
 ) -> None:
     """Exit 1 if WHEELS are not portable to TARGET, 0 if they are."""
-    analysis = _analyze(wheels, jobs, max_size, max_ratio)
     try:
-        result = run_check(analysis, target, allow)
+        parse_target(target)  # before the (possibly long) scan
     except UnknownTarget as e:
         raise click.BadParameter(str(e), param_hint="--target") from None
+    result = run_check(_analyze(wheels, jobs, max_size, max_ratio), target, allow)
     if fmt == "json":
         click.echo(dumps(check_document(result)), nl=False)
     elif fmt == "github":

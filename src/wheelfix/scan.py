@@ -2,7 +2,7 @@
 
 Members are inflated straight from the zip into memory (never to disk). Non-binary members are hashed in
 chunks and dropped; a binary is inflated into one buffer so its reader can follow offsets, under a byte
-budget that keeps the buffers held at once no larger than the largest binary. Members are processed by a
+budget that keeps the buffers held at once within the largest member plus 96 MiB. Members are processed by a
 thread pool: zlib and hashlib release the GIL, so two cores inflate two members at a time.
 """
 
@@ -63,6 +63,7 @@ def default_jobs() -> int:
 
 _BIG = 2 << 20
 _PIPELINE_HASH = 32 << 20
+_BUDGET_MARGIN = 96 << 20
 
 
 class _ByteBudget:
@@ -115,7 +116,16 @@ def _scan_member(
     problems: list[Problem] = []
     try:
         chunks = archive.iter_member(info, check_crc=hasher is None)
-        head = next(chunks, b"")
+        # The first inflated chunk can be a few bytes long (a deflate stream may start with tiny or empty
+        # blocks), so gather enough of them to classify the member by its magic.
+        parts: list[bytes] = []
+        got = 0
+        for chunk in chunks:
+            parts.append(chunk)
+            got += len(chunk)
+            if got >= MAGIC_PREFIX_LEN:
+                break
+        head = parts[0] if len(parts) == 1 else b"".join(parts)
         fmt = detect_format(head[:MAGIC_PREFIX_LEN])
         if fmt == "elf":
             with budget.hold(info.file_size), _member_buffer(info.file_size) as buf:
@@ -159,7 +169,9 @@ def scan_wheel(path: Path, *, limits: Limits = DEFAULT_LIMITS, jobs: int | None 
     with WheelArchive.open(path, limits) as archive:
         members = sorted(archive.members, key=lambda i: (-i.file_size, i.filename))
         largest = members[0].file_size if members else 0
-        budget = _ByteBudget(max(largest, 64 << 20))
+        # Room for the largest member plus a margin, so one huge binary does not stall the other workers
+        # (peak RSS target: largest member + 200 MB).
+        budget = _ByteBudget(largest + _BUDGET_MARGIN)
         problems: list[Problem] = []
         binaries: list[BinaryMember] = []
         unsupported: list[UnsupportedBinary] = []

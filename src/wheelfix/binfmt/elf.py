@@ -110,6 +110,9 @@ class _Reader:
         self.size = len(data)
         self.e = "<" if little else ">"
         self.is64 = is64
+        # Total bytes of names decoded. A well-formed image names far less than its own size; without a
+        # budget, many entries naming suffixes of one long string make gigabytes of names from a small file.
+        self.string_budget = max(1 << 20, self.size)
 
     def unpack(self, fmt: str, offset: int, what: str) -> tuple[int, ...]:
         s = struct.Struct(self.e + fmt)
@@ -122,9 +125,13 @@ class _Reader:
     def cstring(self, offset: int, end: int, what: str) -> str:
         if offset < 0 or offset >= end:
             raise BinaryFormatError(f"{what}: string offset {offset:#x} outside its table")
-        stop = self.data.find(b"\x00", offset, end)
+        limit = min(end, offset + self.string_budget + 1)
+        stop = self.data.find(b"\x00", offset, limit)
         if stop < 0:
+            if limit < end:
+                raise BinaryFormatError(f"{what}: string at {offset:#x} exceeds what the file can hold")
             raise BinaryFormatError(f"{what}: unterminated string at {offset:#x}")
+        self.string_budget -= stop - offset
         return bytes(self.data[offset:stop]).decode("utf-8", "backslashreplace")
 
 
@@ -254,13 +261,21 @@ def parse_elf(data: Buffer, *, scan_strings: bool = True) -> ElfInfo:
             note_regions.add((*region(off, size, f"note section {i}"), 8 if align == 8 else 4))
     dlopen_notes: list[DlopenNote] = []
     seen_notes: set[int] = set()
+    # A note is at least 12 bytes and lies in at most a segment and a section: more reads than this means
+    # regions overlapping on purpose, each of which would be walked in full.
+    note_budget = 2 * (r.size // 12) + 64
     for start, end, align in sorted(note_regions):
-        for pos, name, ntype, desc in _notes(r, start, end, align):
+        for pos, ntype, name_off, namesz, desc_off, descsz in _notes(r, start, end, align):
+            note_budget -= 1
+            if note_budget < 0:
+                raise BinaryFormatError("note regions overlap: more notes than the file can hold")
             if pos in seen_notes:
                 continue
             seen_notes.add(pos)
-            if name == b"FDO" and ntype == NT_FDO_DLOPEN_METADATA:
-                dlopen_notes.extend(_dlopen_note(desc, pos))
+            if ntype != NT_FDO_DLOPEN_METADATA or namesz > 8:
+                continue
+            if bytes(r.data[name_off : name_off + namesz]).rstrip(b"\x00") == b"FDO":
+                dlopen_notes.extend(_dlopen_note(bytes(r.data[desc_off : desc_off + descsz]), pos))
 
     # -- dlopen candidates: lib*.so* strings in allocated, non-executable data
     candidates: tuple[str, ...] = ()
@@ -275,8 +290,14 @@ def parse_elf(data: Buffer, *, scan_strings: bool = True) -> ElfInfo:
         exclude = set(needed)
         if soname:
             exclude.add(soname)
+        merged: list[tuple[int, int]] = []
+        for lo, hi in sorted(ranges):  # overlapping sections are scanned once
+            if merged and lo < merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+            else:
+                merged.append((lo, hi))
         found: dict[str, None] = {}
-        for lo, hi in ranges:
+        for lo, hi in merged:
             found.update(dict.fromkeys(_dlopen_strings(data, lo, hi)))
         found = {s: None for s in found if s not in exclude}
         candidates = tuple(sorted(found)[:MAX_DLOPEN_CANDIDATES])
@@ -320,6 +341,7 @@ def _machine_name(e_machine: int, little: bool) -> str:
 def _verneed(r: _Reader, offset: int, count: int, dstr: Callable[[int, str], str]) -> list[VersionNeed]:
     out: list[VersionNeed] = []
     visited: set[int] = set()
+    aux_seen: set[int] = set()  # across all entries: a shared chain would be walked once per Verneed
     for _ in range(min(count, 1 << 16)):
         if offset in visited:
             raise BinaryFormatError(f"version-needed entries loop at {offset:#x}")
@@ -328,10 +350,9 @@ def _verneed(r: _Reader, offset: int, count: int, dstr: Callable[[int, str], str
         file = dstr(vn_file, "Elf_Verneed file")
         versions: list[str] = []
         aux = offset + vn_aux
-        aux_seen: set[int] = set()
         for _ in range(vn_cnt):
             if aux in aux_seen:
-                raise BinaryFormatError(f"version-needed aux entries loop at {aux:#x}")
+                raise BinaryFormatError(f"version-needed aux entry at {aux:#x} is reached twice")
             aux_seen.add(aux)
             _hash, _flags, _other, vna_name, vna_next = r.unpack("IHHII", aux, "Elf_Vernaux")
             versions.append(dstr(vna_name, "Elf_Vernaux name"))
@@ -345,7 +366,8 @@ def _verneed(r: _Reader, offset: int, count: int, dstr: Callable[[int, str], str
     return out
 
 
-def _notes(r: _Reader, start: int, end: int, align: int) -> Iterator[tuple[int, bytes, int, bytes]]:
+def _notes(r: _Reader, start: int, end: int, align: int) -> Iterator[tuple[int, int, int, int, int, int]]:
+    """(position, type, name offset, namesz, desc offset, descsz) of each note in [start, end)."""
     pos = start
     while pos + 12 <= end:
         namesz, descsz, ntype = r.unpack("III", pos, "note header")
@@ -354,8 +376,7 @@ def _notes(r: _Reader, start: int, end: int, align: int) -> Iterator[tuple[int, 
         nxt = start + _align(desc_off + descsz - start, align)
         if desc_off + descsz > end:  # the last note's padding may lie past the end
             raise BinaryFormatError(f"note at {pos:#x} runs past its segment")
-        name = bytes(r.data[name_off : name_off + namesz]).rstrip(b"\x00")
-        yield pos, name, ntype, bytes(r.data[desc_off : desc_off + descsz])
+        yield pos, ntype, name_off, namesz, desc_off, descsz
         pos = nxt
 
 
@@ -366,7 +387,7 @@ def _align(n: int, a: int) -> int:
 def _dlopen_note(desc: bytes, pos: int) -> list[DlopenNote]:
     try:
         payload = json.loads(desc.rstrip(b"\x00").decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise BinaryFormatError(f".note.dlopen at {pos:#x} is not valid JSON: {e}") from None
     if not isinstance(payload, list):
         raise BinaryFormatError(f".note.dlopen at {pos:#x} is not a JSON array")
