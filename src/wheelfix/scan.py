@@ -2,7 +2,7 @@
 
 Members are inflated straight from the zip into memory (never to disk). Non-binary members are hashed in
 chunks and dropped; a binary is inflated into one buffer so its reader can follow offsets, under a byte
-budget that keeps the buffers held at once within the largest member plus 96 MiB. Members are processed by a
+budget that keeps the buffers held at once within the largest member plus 64 MiB. Members are processed by a
 thread pool: zlib and hashlib release the GIL, so two cores inflate two members at a time.
 """
 
@@ -15,7 +15,7 @@ import os
 import threading
 import zipfile
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,8 +62,7 @@ def default_jobs() -> int:
 
 
 _BIG = 2 << 20
-_PIPELINE_HASH = 32 << 20
-_BUDGET_MARGIN = 96 << 20
+_BUDGET_MARGIN = 64 << 20
 
 
 class _ByteBudget:
@@ -107,7 +106,7 @@ def _member_buffer(size: int) -> Iterator[mmap.mmap]:
 
 
 def _scan_member(
-    archive: WheelArchive, info: zipfile.ZipInfo, budget: _ByteBudget, hash_pool: ThreadPoolExecutor | None
+    archive: WheelArchive, info: zipfile.ZipInfo, budget: _ByteBudget
 ) -> tuple[list[Problem], BinaryMember | UnsupportedBinary | None]:
     file, name = archive.display, info.filename
     entry = archive.record.get(name)
@@ -129,22 +128,12 @@ def _scan_member(
         fmt = detect_format(head[:MAGIC_PREFIX_LEN])
         if fmt == "elf":
             with budget.hold(info.file_size), _member_buffer(info.file_size) as buf:
-                # A big binary is hashed on its own thread while it inflates: its hash would otherwise add
-                # to the one task every other member waits on.
-                offload = hash_pool is not None and info.file_size >= _PIPELINE_HASH
-                pending: Future[None] | None = None
                 pos = 0
                 for chunk in itertools.chain((head,), chunks):
                     buf[pos : pos + len(chunk)] = chunk
                     pos += len(chunk)
                     if hasher is not None:
-                        if offload:
-                            assert hash_pool is not None
-                            pending = hash_pool.submit(hasher.update, chunk)
-                        else:
-                            hasher.update(chunk)
-                if pending is not None:
-                    pending.result()  # one worker, FIFO: every earlier update is done too
+                        hasher.update(chunk)
                 try:
                     elf = parse_elf(buf)
                 except BinaryFormatError as e:
@@ -177,13 +166,10 @@ def scan_wheel(path: Path, *, limits: Limits = DEFAULT_LIMITS, jobs: int | None 
         unsupported: list[UnsupportedBinary] = []
         workers = jobs or default_jobs()
         if workers == 1 or len(members) < 2:
-            results = [_scan_member(archive, i, budget, None) for i in members]
+            results = [_scan_member(archive, i, budget) for i in members]
         else:
-            with (
-                ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wheelfix-scan") as pool,
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix="wheelfix-hash") as hash_pool,
-            ):
-                results = list(pool.map(lambda i: _scan_member(archive, i, budget, hash_pool), members))
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wheelfix-scan") as pool:
+                results = list(pool.map(lambda i: _scan_member(archive, i, budget), members))
         for member_problems, found in results:
             problems.extend(member_problems)
             if isinstance(found, BinaryMember):
