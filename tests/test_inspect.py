@@ -147,3 +147,10 @@ def test_committed_example_wheel(run_cli: RunCli) -> None:
     doc = inspect_json(run_cli, example)
     outcomes = {lib["soname"]: lib["outcome"] for lib in doc["wheels"][0]["libraries"]}
     assert outcomes == {"libz.so.1": "manylinux_policy", "libexdep.so.1": "bundled", "libc.so.6": "glibc"}
+
+
+def test_every_wheel_result_is_independent_of_input_order(run_cli: RunCli, wheels: dict[str, Path]) -> None:
+    paths = list(wheels.values())
+    forward = inspect_json(run_cli, *paths)["wheels"]
+    backward = inspect_json(run_cli, *reversed(paths))["wheels"]
+    assert backward[::-1] == forward

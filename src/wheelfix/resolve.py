@@ -65,6 +65,10 @@ class _Node:
         return posixpath.dirname(self.abspath)
 
 
+def _node_key(n: _Node) -> tuple[str, str]:
+    return (n.wheel, n.binary.member)
+
+
 def _expand(kind: str, entry: str, origin: str) -> SearchDir:
     if entry == "":
         return SearchDir(kind, entry, None, "empty entry means the current directory")
@@ -97,7 +101,8 @@ class _Resolver:
                 self.nodes.append(_Node(i, scan.meta.filename, b, posixpath.join(base, b.location.path)))
         self.by_dir: dict[str, dict[str, list[_Node]]] = {}
         self.by_soname: dict[str, list[_Node]] = {}
-        for n in self.nodes:
+        # sorted, so that which of two conflicting files wins does not depend on the order of the inputs
+        for n in sorted(self.nodes, key=_node_key):
             d, f = posixpath.split(n.abspath)
             self.by_dir.setdefault(d, {}).setdefault(f, []).append(n)
             for key in {f, n.binary.elf.soname}:
@@ -158,7 +163,7 @@ class _Resolver:
             )
         present = [c for c in self.by_soname.get(name, []) if self._compatible(node, c)]
         if present:
-            present.sort(key=lambda c: (c.wheel_index != node.wheel_index, c.binary.member))
+            present.sort(key=lambda c: (c.wheel_index != node.wheel_index, _node_key(c)))
             return self._found(node, present[0], None, False)
         if name in self.allowlist:
             return Resolution(
@@ -200,7 +205,7 @@ def analyze(scans: Sequence[WheelScan]) -> Analysis:
                 continue
             new: list[SearchDir] = []
             seen = {d.path for d in own_rpath[j]}
-            for i in sorted(loaded_by[j]):
+            for i in sorted(loaded_by[j], key=lambda i: _node_key(nodes[i])):
                 for d in own_rpath[i] + inherited[i]:
                     if d.path is not None and d.path not in seen:
                         seen.add(d.path)
