@@ -12,15 +12,20 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .atomic import copy_atomically
 from .check import UnknownTarget, parse_target, run_check
 from .emit.github import render_github
 from .emit.jsondoc import check_document, dumps, inspect_document
-from .emit.text import render_check, render_inspect
+from .emit.text import render_check, render_inspect, render_missing, render_plan
 from .errors import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_INTERNAL, EXIT_OK, BadInput, Problem, WheelfixError
+from .libpath import LibIndex
 from .model import Analysis
+from .patcher import patch_wheel
+from .repair import plan_repair
 from .resolve import analyze
 from .scan import WheelScan, default_jobs, scan_wheel
 from .wheelfile import DEFAULT_LIMITS, Limits
+from .wheelwriter import write_wheel
 
 __all__ = ["cli", "main"]
 
@@ -143,6 +148,87 @@ def check(
     else:
         click.echo(render_check(result), nl=False)
     sys.exit(EXIT_OK if result.passed else EXIT_FINDINGS)
+
+
+@cli.command()
+@_scan_options
+@click.option(
+    "--output-dir",
+    "-o",
+    "outdir",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Where the repaired wheels go (same file names). Never the input's directory.",
+)
+@click.option(
+    "--lib-path",
+    "lib_paths",
+    multiple=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="A directory of libraries to point binaries at, e.g. /nix/store/...-zlib/lib (repeatable; flat).",
+)
+@click.option(
+    "--allow", multiple=True, metavar="GLOB", help="Needs to leave unresolved (fnmatch; repeatable)."
+)
+@click.option("--dry-run", is_flag=True, help="Print the planned edit per binary; write nothing.")
+@click.option(
+    "--interpreter", default=None, help="PT_INTERP for executables [default: the loader in --lib-path]."
+)
+@click.option(
+    "--rpath-kind",
+    type=click.Choice(["keep", "runpath", "rpath"]),
+    default="keep",
+    show_default=True,
+    help="Write DT_RUNPATH or DT_RPATH; keep: what the binary had (DT_RUNPATH if neither).",
+)
+@click.option(
+    "--compression-level",
+    "-z",
+    type=click.IntRange(0, 9),
+    default=6,
+    show_default=True,
+    help="Deflate level for patched members (the others are copied compressed as they are).",
+)
+def repair(
+    wheels: tuple[Path, ...],
+    jobs: int | None,
+    max_size: int,
+    max_ratio: float,
+    outdir: Path,
+    lib_paths: tuple[Path, ...],
+    allow: tuple[str, ...],
+    dry_run: bool,
+    interpreter: str | None,
+    rpath_kind: str,
+    compression_level: int,
+) -> None:
+    """Write copies of WHEELS whose binaries find their libraries in the --lib-path directories."""
+    for w in wheels:
+        if w.exists() and outdir.exists() and outdir.resolve() == w.resolve().parent:
+            raise click.BadParameter(
+                f"{outdir} holds the input {w.name}: it would be overwritten", param_hint="-o"
+            )
+    analysis = _analyze(wheels, jobs, max_size, max_ratio)
+    plans = plan_repair(
+        analysis, LibIndex.from_dirs(lib_paths), allow=allow, rpath_kind=rpath_kind, interpreter=interpreter
+    )
+    if any(p.missing for p in plans):
+        click.echo(render_missing(plans), nl=False, err=True)
+        sys.exit(EXIT_FINDINGS)
+    click.echo(render_plan(plans, dry_run=dry_run), nl=False)
+    if dry_run:
+        return
+    workers = jobs or default_jobs()
+    patched = [patch_wheel(p, jobs=workers) for p in plans]  # everything is patched and checked first
+    outdir.mkdir(parents=True, exist_ok=True)
+    for plan, replacements in zip(plans, patched, strict=True):
+        source = Path(plan.wheel.scan.path)
+        dest = outdir / source.name
+        if replacements:
+            write_wheel(source, dest, replacements, level=compression_level, jobs=workers)
+        else:
+            copy_atomically(source, dest)
+        click.echo(f"wrote {dest}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

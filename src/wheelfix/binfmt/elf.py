@@ -21,7 +21,7 @@ from . import BinaryFormatError
 
 Buffer = bytes | bytearray | mmap.mmap
 
-__all__ = ["DlopenNote", "ElfInfo", "VersionNeed", "max_versions", "parse_elf"]
+__all__ = ["DlopenNote", "ElfInfo", "VersionNeed", "machine_name", "max_versions", "parse_elf"]
 
 # e_machine -> the architecture name wheels use in platform tags
 MACHINES = {
@@ -305,7 +305,7 @@ def parse_elf(data: Buffer, *, scan_strings: bool = True) -> ElfInfo:
     return ElfInfo(
         elf_class=64 if is64 else 32,
         endian="little" if ei_data == 1 else "big",
-        machine=_machine_name(e_machine, ei_data == 1),
+        machine=machine_name(e_machine, ei_data == 1),
         osabi=OSABIS.get(ei_osabi, f"OSABI_{ei_osabi}"),
         type=E_TYPES.get(e_type, f"ET_{e_type:#x}"),
         interpreter=interpreter,
@@ -332,7 +332,7 @@ def _dlopen_strings(data: Buffer, lo: int, hi: int) -> Iterator[str]:
         pos = data.find(b".so", pos + 3, hi)
 
 
-def _machine_name(e_machine: int, little: bool) -> str:
+def machine_name(e_machine: int, little: bool) -> str:
     if e_machine == 21 and little:
         return "ppc64le"
     return MACHINES.get(e_machine, f"EM_{e_machine}")

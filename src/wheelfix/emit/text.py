@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..check import CheckResult
 from ..model import Analysis, Library, Outcome, WheelAnalysis
+from ..repair import WheelPlan
 
-__all__ = ["render_check", "render_inspect"]
+__all__ = ["render_check", "render_inspect", "render_missing", "render_plan"]
 
 _LABEL = {
     Outcome.UNRESOLVED: "UNRESOLVED",
@@ -81,4 +84,31 @@ def render_check(result: CheckResult) -> str:
     errors, warnings = len(result.errors), len(result.findings) - len(result.errors)
     verdict = "passed" if result.passed else "FAILED"
     lines.append(f"check --target {result.target}: {verdict} ({errors} errors, {warnings} warnings)")
+    return "\n".join(lines) + "\n"
+
+
+def render_plan(plans: Sequence[WheelPlan], *, dry_run: bool) -> str:
+    lines = []
+    for plan in plans:
+        verb = "would patch" if dry_run else "patching"
+        counts = f"{len(plan.edits)} of {len(plan.wheel.binaries)} binaries"
+        lines.append(f"{plan.wheel.scan.meta.filename}: {verb} {counts}")
+        for e in plan.edits:
+            if e.changes_path:
+                old = f"{e.old_kind} {e.old_value}" if e.old_kind else "no search path"
+                why = ", ".join(sorted({s for s, _ in e.added}))
+                lines.append(
+                    f"  {e.member}: {old} -> {e.kind} {e.new_value}" + (f"  (for {why})" if why else "")
+                )
+            if e.new_interpreter is not None:
+                lines.append(f"  {e.member}: interpreter {e.old_interpreter} -> {e.new_interpreter}")
+    return "\n".join(lines) + "\n"
+
+
+def render_missing(plans: Sequence[WheelPlan]) -> str:
+    lines = []
+    for plan in plans:
+        for m in plan.missing:
+            lines.append(f"missing: {m.soname} needed by {m.member} in {plan.wheel.scan.meta.filename}")
+    lines.append("repair stopped: give the directories with --lib-path, or accept them with --allow GLOB")
     return "\n".join(lines) + "\n"

@@ -1,0 +1,79 @@
+"""Libraries outside the wheels that a repair may point binaries at: ``--lib-path DIR`` directories.
+
+Like nixpkgs' autoPatchelf, a directory is searched flat (no recursion) and a file only counts when its ELF
+class, endianness and machine match the binary that needs it. Nothing else on the host is looked at.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .binfmt.elf import ElfInfo, machine_name
+
+__all__ = ["FoundLib", "LibIndex"]
+
+
+@dataclass(frozen=True, slots=True)
+class FoundLib:
+    soname: str
+    path: str  # the file, as found (directory as given + name)
+    directory: str  # absolute, as given (store paths are kept as they are, symlinks not resolved)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    path: str
+    directory: str
+    elf_class: int
+    endian: str
+    machine: str
+
+
+def _ident(path: str) -> tuple[int, str, str] | None:
+    """(class, endian, machine) from an ELF file's fixed header; None for anything else."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        return None
+    if len(head) < 20 or head[:4] != b"\x7fELF" or head[4] not in (1, 2) or head[5] not in (1, 2):
+        return None
+    little = head[5] == 1
+    machine = int.from_bytes(head[18:20], "little" if little else "big")
+    return (64 if head[4] == 2 else 32, "little" if little else "big", machine_name(machine, little))
+
+
+class LibIndex:
+    def __init__(self, entries: dict[str, list[_Entry]], dirs: tuple[str, ...]) -> None:
+        self._entries = entries
+        self.dirs = dirs
+
+    @classmethod
+    def from_dirs(cls, dirs: Sequence[Path]) -> LibIndex:
+        entries: dict[str, list[_Entry]] = {}
+        absolute: list[str] = []
+        for d in dirs:
+            directory = os.path.normpath(os.path.abspath(d))
+            absolute.append(directory)
+            try:
+                names = sorted(os.listdir(directory))
+            except OSError:
+                continue
+            for name in names:
+                path = os.path.join(directory, name)
+                if not os.path.isfile(path):
+                    continue
+                ident = _ident(path)
+                if ident is not None:
+                    entries.setdefault(name, []).append(_Entry(path, directory, *ident))
+        return cls(entries, tuple(absolute))
+
+    def find(self, soname: str, elf: ElfInfo) -> FoundLib | None:
+        """The first file named ``soname`` in the directories (in the order given) that ``elf`` can load."""
+        for e in self._entries.get(soname, []):
+            if (e.elf_class, e.endian, e.machine) == (elf.elf_class, elf.endian, elf.machine):
+                return FoundLib(soname, e.path, e.directory)
+        return None

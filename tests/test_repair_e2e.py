@@ -1,0 +1,186 @@
+"""repair end to end with real Nix store paths: before, the extension cannot load libfoo.so.1; after
+`wheelfix repair --lib-path /nix/store/...-foo/lib`, it imports in a clean interpreter with libfoo mapped
+from /nix/store, and Nix sees the store path as a runtime reference of the unpacked wheel."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+from .conftest import RunCli, require_tool
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "testdata" / "wheels"))
+import generate
+
+NIX_CONFIG = (
+    "substituters =\nbuild-users-group =\nsandbox = false\nexperimental-features = nix-command flakes"
+)
+DEMO_EXT = "demo/_demo.cpython-311-x86_64-linux-gnu.so"
+
+
+def nix_env() -> dict[str, str]:
+    return {**os.environ, "NIX_CONFIG": NIX_CONFIG}
+
+
+def nix_add(directory: Path) -> str:
+    require_tool("nix-store")
+    out = subprocess.run(
+        ["nix-store", "--add", str(directory)], capture_output=True, text=True, check=True, env=nix_env()
+    )
+    return out.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Store paths: <hash>-wheelfix-test-foo/lib/libfoo.so.1 (exists nowhere else) and a zlib copy."""
+    root = tmp_path_factory.mktemp("store-src")
+    foo = root / "wheelfix-test-foo"
+    generate.build_libfoo(foo / "lib")
+    z = root / "wheelfix-test-zlib" / "lib"
+    z.mkdir(parents=True)
+    (z / "libz.so.1").write_bytes(Path("/usr/lib/x86_64-linux-gnu/libz.so.1").resolve().read_bytes())
+    return {"foo": nix_add(foo), "zlib": nix_add(root / "wheelfix-test-zlib")}
+
+
+def install(wheel: Path, where: Path) -> Path:
+    """A fresh venv with only this wheel in it; returns its site-packages."""
+    venv.EnvBuilder(with_pip=False).create(where)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(where / "bin/python"),
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            "--disable-pip-version-check",
+            str(wheel),
+        ],
+        check=True,
+    )
+    (site,) = where.glob("lib/python3*/site-packages")
+    return site
+
+
+IMPORT = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import demo
+print(demo.value())
+print(open('/proc/self/maps').read())
+"""
+
+
+def import_demo(site: Path) -> subprocess.CompletedProcess[str]:
+    # -I -S: nothing of this process's environment or site-packages; libs load fresh
+    return subprocess.run(
+        [sys.executable, "-I", "-S", "-c", IMPORT, str(site)], capture_output=True, text=True, check=False
+    )
+
+
+def test_repaired_wheel_imports_with_libs_from_the_store(
+    run_cli: RunCli, wheels: dict[str, Path], store: dict[str, str], tmp_path: Path
+) -> None:
+    source = wheels["demo"]
+    before_hash = hashlib.sha256(source.read_bytes()).hexdigest()
+    failed = import_demo(install(source, tmp_path / "before"))
+    assert failed.returncode != 0 and "libfoo.so.1: cannot open shared object file" in failed.stderr
+
+    out = tmp_path / "out"
+    libs = ["--lib-path", f"{store['foo']}/lib", "--lib-path", f"{store['zlib']}/lib"]
+    proc = run_cli("repair", source, "-o", out, *libs)
+    assert proc.returncode == 0, proc.stderr
+    repaired = out / source.name
+    assert hashlib.sha256(source.read_bytes()).hexdigest() == before_hash  # input untouched
+
+    # independent oracle: readelf on the patched member
+    site = install(repaired, tmp_path / "after")
+    dynamic = subprocess.run(
+        ["readelf", "-dW", str(site / DEMO_EXT)], capture_output=True, text=True, check=True
+    ).stdout
+    assert f"Library runpath: [$ORIGIN/../demo.libs:{store['foo']}/lib:{store['zlib']}/lib]" in dynamic
+
+    ok = import_demo(site)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.splitlines()[0] == "49"
+    maps = ok.stdout
+    assert f"{store['foo']}/lib/libfoo.so.1" in maps
+    assert f"{store['zlib']}/lib/libz.so.1" in maps
+
+    # repairing the repaired wheel changes nothing, byte for byte
+    again = run_cli("repair", repaired, "-o", tmp_path / "again", *libs)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "again" / source.name).read_bytes() == repaired.read_bytes()
+    # and the same repair twice gives the same bytes
+    twice = run_cli("repair", source, "-o", tmp_path / "twice", *libs)
+    assert twice.returncode == 0, twice.stderr
+    assert (tmp_path / "twice" / source.name).read_bytes() == repaired.read_bytes()
+
+
+UNPACK = 'import os, zipfile; zipfile.ZipFile(os.environ[\\"wheel\\"]).extractall(os.environ[\\"out\\"])'
+
+
+def test_nix_sees_the_runtime_reference(
+    run_cli: RunCli, wheels: dict[str, Path], store: dict[str, str], tmp_path: Path
+) -> None:
+    require_tool("nix-build")
+    out = tmp_path / "out"
+    proc = run_cli(
+        "repair",
+        wheels["demo"],
+        "-o",
+        out,
+        "--lib-path",
+        f"{store['foo']}/lib",
+        "--lib-path",
+        f"{store['zlib']}/lib",
+    )
+    assert proc.returncode == 0, proc.stderr
+    wheel = out / wheels["demo"].name
+    expr = tmp_path / "unpack.nix"
+    expr.write_text(f"""
+derivation {{
+  name = "demo-unpacked";
+  system = builtins.currentSystem;
+  builder = "/bin/sh";
+  wheel = {wheel};
+  libs = [ (builtins.storePath "{store["foo"]}") (builtins.storePath "{store["zlib"]}") ];
+  args = [ "-c" "{sys.executable} -c '{UNPACK}'" ];
+}}
+""")
+    built = subprocess.run(
+        ["nix-build", "--no-out-link", str(expr)], capture_output=True, text=True, env=nix_env(), check=False
+    )
+    assert built.returncode == 0, built.stderr
+    outpath = built.stdout.strip().splitlines()[-1]
+    refs = subprocess.run(
+        ["nix-store", "-q", "--references", outpath],
+        capture_output=True,
+        text=True,
+        env=nix_env(),
+        check=True,
+    ).stdout.split()
+    assert store["foo"] in refs and store["zlib"] in refs
+
+
+def test_missing_library_stops_the_repair(run_cli: RunCli, wheels: dict[str, Path], tmp_path: Path) -> None:
+    proc = run_cli("repair", wheels["demo"], "-o", tmp_path / "out")
+    assert proc.returncode == 1
+    assert "missing: libfoo.so.1 needed by demo/_demo.cpython-311-x86_64-linux-gnu.so" in proc.stderr
+    assert not (tmp_path / "out").exists()
+    allowed = run_cli("repair", wheels["demo"], "-o", tmp_path / "out", "--allow", "lib*", "--dry-run")
+    assert allowed.returncode == 0 and not (tmp_path / "out").exists()
+
+
+def test_refuses_to_write_into_the_input_directory(run_cli: RunCli, wheels: dict[str, Path]) -> None:
+    proc = run_cli("repair", wheels["demo"], "-o", wheels["demo"].parent, "--allow", "*")
+    assert proc.returncode == 2 and "would be overwritten" in proc.stderr
