@@ -6,6 +6,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -17,14 +18,18 @@ import generate  # noqa: E402
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def unavailable(message: str) -> NoReturn:
+    """Something a test needs is missing: a failure in CI (never a silent skip), a skip elsewhere."""
+    if IN_CI:
+        pytest.fail(message + " (CI=true: what tests need must be there)")
+    pytest.skip(message)
+
+
 def require_tool(name: str) -> str:
-    """The tool's path. Missing: a failure in CI (never a silent skip), a skip elsewhere."""
+    """The tool's path; see :func:`unavailable` when it is not installed."""
     path = shutil.which(name)
     if path is None:
-        message = f"required tool {name!r} is not installed"
-        if IN_CI:
-            pytest.fail(message + " (CI=true: missing tools fail)")
-        pytest.skip(message)
+        unavailable(f"required tool {name!r} is not installed")
     return path
 
 

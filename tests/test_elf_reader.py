@@ -39,6 +39,8 @@ from elftools.elf.segments import InterpSegment
 from wheelfix.binfmt import MAGIC_PREFIX_LEN, BinaryFormatError, detect_format
 from wheelfix.binfmt.elf import ElfInfo, parse_elf
 
+from .conftest import unavailable
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "testdata" / "wheels"))
 
@@ -352,7 +354,7 @@ def libfoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_system_corpus_is_large_enough() -> None:
     if not SYSTEM_LIB_DIR.is_dir():
-        pytest.skip(f"no {SYSTEM_LIB_DIR} on this system")
+        unavailable(f"no {SYSTEM_LIB_DIR} on this system")
     assert len(SYSTEM_LIBS) >= min(MAX_SYSTEM_LIBS, 20)
 
 
@@ -370,7 +372,7 @@ def test_system_program(path: Path) -> None:
 @pytest.mark.parametrize("name", GCC_BUILDS)
 def test_gcc_built(name: str, gcc_binaries: dict[str, Path]) -> None:
     if name not in gcc_binaries:
-        pytest.skip(f"this toolchain cannot build {name}")
+        unavailable(f"this toolchain cannot build {name}")
     info = assert_oracles_agree(gcc_binaries[name])
     if name == "pie-runpath":
         assert info.needed[:2] == ("libm.so.6", "libz.so.1")

@@ -184,3 +184,16 @@ def test_missing_library_stops_the_repair(run_cli: RunCli, wheels: dict[str, Pat
 def test_refuses_to_write_into_the_input_directory(run_cli: RunCli, wheels: dict[str, Path]) -> None:
     proc = run_cli("repair", wheels["demo"], "-o", wheels["demo"].parent, "--allow", "*")
     assert proc.returncode == 2 and "would be overwritten" in proc.stderr
+
+
+def test_wheel_without_edits_is_copied_verbatim_with_a_normal_mode(
+    run_cli: RunCli, wheels: dict[str, Path], tmp_path: Path
+) -> None:
+    proc = run_cli("repair", wheels["pure"], "-o", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / wheels["pure"].name
+    assert out.read_bytes() == wheels["pure"].read_bytes()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temp file left behind

@@ -27,7 +27,7 @@ import pytest
 from wheelfix import wheelwriter
 from wheelfix.wheelwriter import write_wheel
 
-from .conftest import RunCli, require_tool
+from .conftest import RunCli, require_tool, unavailable
 
 DEMO_EXT = "demo/_demo.cpython-311-x86_64-linux-gnu.so"
 DEMO_RECORD = "demo-1.0.dist-info/RECORD"
@@ -192,7 +192,7 @@ def read_only_dir(path: Path) -> Iterator[None]:
         chattr = require_tool("chattr")
         proc = subprocess.run([chattr, "+i", str(path)], capture_output=True, text=True)
         if proc.returncode != 0:
-            pytest.skip(f"cannot make a directory immutable here: {proc.stderr.strip()}")
+            unavailable(f"cannot make a directory immutable here: {proc.stderr.strip()}")
         try:
             yield
         finally:

@@ -1,35 +1,70 @@
-"""Output files are written to a temp name in the destination directory and renamed into place, so a
-reader never sees a partial file and a failure leaves nothing behind."""
+"""Output files are written to a temp name in the destination directory, fsynced, given their final mode and
+renamed into place, so a reader never sees a partial file and a failure leaves nothing behind."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
 
-__all__ = ["atomic_output", "copy_atomically"]
+__all__ = ["atomic_fd", "copy_atomically"]
+
+
+def _new_file_mode() -> int:
+    """``0666 & ~umask``, read without changing the umask (which is process-wide)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o644
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the rename durable; best effort (the new file is already in place and complete)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextmanager
-def atomic_output(dest: Path) -> Iterator[BinaryIO]:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+def atomic_fd(dest: Path) -> Iterator[int]:
+    """A file descriptor of a temp file next to ``dest``. On success it is fsynced, given ``dest``'s mode (an
+    existing file keeps its mode; a new one gets ``0666 & ~umask``, not mkstemp's 0600) and renamed over
+    ``dest``; on any exception, ``KeyboardInterrupt`` included, it is removed."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
+        mode = stat.S_IMODE(dest.stat().st_mode)
+    except FileNotFoundError:
+        mode = _new_file_mode()
+    fd, tmp_name = tempfile.mkstemp(prefix="." + dest.name + ".", suffix=".tmp", dir=dest.parent)
+    try:
+        yield fd
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        os.replace(tmp_name, dest)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        if fd >= 0:
+            os.close(fd)
+        Path(tmp_name).unlink(missing_ok=True)
         raise
+    _fsync_dir(dest.parent)
 
 
 def copy_atomically(source: Path, dest: Path) -> None:
-    with source.open("rb") as src, atomic_output(dest) as out:
-        shutil.copyfileobj(src, out, 1 << 20)
+    with source.open("rb") as src, atomic_fd(dest) as fd, os.fdopen(os.dup(fd), "wb") as out:
+        while chunk := src.read(1 << 20):
+            out.write(chunk)

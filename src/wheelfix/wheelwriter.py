@@ -69,9 +69,7 @@ import csv
 import hashlib
 import io
 import os
-import stat
 import struct
-import tempfile
 import zipfile
 import zlib
 from collections import deque
@@ -81,6 +79,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+
+from .atomic import atomic_fd
 
 __all__ = ["ZIP64_COUNT_LIMIT", "ZIP64_LIMIT", "write_wheel"]
 
@@ -468,32 +468,6 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _new_file_mode() -> int:
-    """``0666 & ~umask``, read without changing the umask (which is process-wide)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o644
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make the rename durable; best effort (the new wheel is already in place and complete)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _dist_info(names: list[str]) -> str:
     dirs = sorted(
         {n.split("/", 1)[0] for n in names if "/" in n and n.split("/", 1)[0].endswith(".dist-info")}
@@ -501,26 +475,6 @@ def _dist_info(names: list[str]) -> str:
     if len(dirs) != 1:
         raise ValueError(f"expected one .dist-info directory, found {len(dirs)}: {', '.join(dirs)}")
     return dirs[0]
-
-
-@contextmanager
-def _atomic_output(dest: Path, mode: int) -> Iterator[int]:
-    """A temp file next to ``dest``; on success fsynced, given ``mode`` and renamed over ``dest``; on any
-    exception removed."""
-    fd, tmp_name = tempfile.mkstemp(prefix="." + dest.name + ".", suffix=".tmp", dir=dest.parent)
-    try:
-        yield fd
-        os.fchmod(fd, mode)
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp_name, dest)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    _fsync_dir(dest.parent)
 
 
 @contextmanager
@@ -588,9 +542,8 @@ def write_wheel(
             raise ValueError(f"{dest} is the source wheel itself; write to another file")
         record_name, record = _check_request(zf, source, replacements)
         members = [_read_source_member(src_fd, src_stat.st_size, i) for i in zf.infolist()]
-        mode = stat.S_IMODE(dest_stat.st_mode) if dest_stat is not None else _new_file_mode()
         workers = jobs or _usable_cores()
-        with _atomic_output(dest, mode) as fd, _thread_pool(workers) as pool:
+        with atomic_fd(dest) as fd, _thread_pool(workers) as pool:
             out = _Output(fd)
             order = [sm.info.filename for sm in members if sm.info.filename in replacements]
             deflater = _Deflater(pool, order, replacements, level, ahead=2 * workers)
