@@ -18,7 +18,7 @@ from .emit.github import render_github
 from .emit.jsondoc import check_document, dumps, inspect_document
 from .emit.text import render_check, render_inspect, render_missing, render_plan
 from .errors import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_INTERNAL, EXIT_OK, BadInput, Problem, WheelfixError
-from .libpath import LibIndex
+from .libpath import LibIndex, dirs_from_env
 from .model import Analysis
 from .patcher import patch_wheel
 from .repair import plan_repair
@@ -168,6 +168,12 @@ def check(
     help="A directory of libraries to point binaries at, e.g. /nix/store/...-zlib/lib (repeatable; flat).",
 )
 @click.option(
+    "--from-env",
+    is_flag=True,
+    help="Inside a Nix build: also use the lib dirs of $buildInputs/$propagatedBuildInputs (transitively) "
+    "and $WHEELFIX_LIB_PATH.",
+)
+@click.option(
     "--allow", multiple=True, metavar="GLOB", help="Needs to leave unresolved (fnmatch; repeatable)."
 )
 @click.option("--dry-run", is_flag=True, help="Print the planned edit per binary; write nothing.")
@@ -196,6 +202,7 @@ def repair(
     max_ratio: float,
     outdir: Path,
     lib_paths: tuple[Path, ...],
+    from_env: bool,
     allow: tuple[str, ...],
     dry_run: bool,
     interpreter: str | None,
@@ -209,8 +216,9 @@ def repair(
                 f"{outdir} holds the input {w.name}: it would be overwritten", param_hint="-o"
             )
     analysis = _analyze(wheels, jobs, max_size, max_ratio)
+    dirs = [*lib_paths, *(dirs_from_env(os.environ) if from_env else [])]
     plans = plan_repair(
-        analysis, LibIndex.from_dirs(lib_paths), allow=allow, rpath_kind=rpath_kind, interpreter=interpreter
+        analysis, LibIndex.from_dirs(dirs), allow=allow, rpath_kind=rpath_kind, interpreter=interpreter
     )
     if any(p.missing for p in plans):
         click.echo(render_missing(plans), nl=False, err=True)
@@ -219,7 +227,9 @@ def repair(
     if dry_run:
         return
     workers = jobs or default_jobs()
-    patched = [patch_wheel(p, jobs=workers) for p in plans]  # everything is patched and checked first
+    patched = [
+        patch_wheel(p, jobs=workers, level=compression_level) for p in plans
+    ]  # everything is patched and checked first
     outdir.mkdir(parents=True, exist_ok=True)
     for plan, replacements in zip(plans, patched, strict=True):
         source = Path(plan.wheel.scan.path)

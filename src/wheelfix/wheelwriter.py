@@ -81,6 +81,9 @@ from functools import partial
 from pathlib import Path
 
 from .atomic import atomic_fd
+from .deflatesplice import Spliced
+
+Replacement = bytes | Spliced
 
 __all__ = ["ZIP64_COUNT_LIMIT", "ZIP64_LIMIT", "write_wheel"]
 
@@ -489,7 +492,9 @@ def _thread_pool(workers: int) -> Iterator[ThreadPoolExecutor]:
     pool.shutdown(wait=True)
 
 
-def _check_request(zf: zipfile.ZipFile, source: Path, replacements: Mapping[str, bytes]) -> tuple[str, bytes]:
+def _check_request(
+    zf: zipfile.ZipFile, source: Path, replacements: Mapping[str, Replacement]
+) -> tuple[str, bytes]:
     """Refuse what cannot be written; return RECORD's name and content."""
     infos = zf.infolist()
     names = [i.filename for i in infos]
@@ -514,7 +519,7 @@ def _check_request(zf: zipfile.ZipFile, source: Path, replacements: Mapping[str,
 def write_wheel(
     source: Path,
     dest: Path,
-    replacements: Mapping[str, bytes],
+    replacements: Mapping[str, Replacement],
     *,
     level: int = 6,
     jobs: int | None = None,
@@ -545,22 +550,26 @@ def write_wheel(
         workers = jobs or _usable_cores()
         with atomic_fd(dest) as fd, _thread_pool(workers) as pool:
             out = _Output(fd)
-            order = [sm.info.filename for sm in members if sm.info.filename in replacements]
-            deflater = _Deflater(pool, order, replacements, level, ahead=2 * workers)
+            plain = {n: r for n, r in replacements.items() if not isinstance(r, Spliced)}
+            spliced = {n: r for n, r in replacements.items() if isinstance(r, Spliced)}
+            order = [sm.info.filename for sm in members if sm.info.filename in plain]
+            deflater = _Deflater(pool, order, plain, level, ahead=2 * workers)
             central: list[bytes] = []
             for sm in members:
                 name = sm.info.filename
                 offset = out.pos
-                if name in replacements:
+                if name in plain:
                     m = _write_deflated(
-                        out,
-                        sm.member,
-                        deflater.blocks(name),
-                        len(replacements[name]),
-                        deflater.digests[name].result,
+                        out, sm.member, deflater.blocks(name), len(plain[name]), deflater.digests[name].result
+                    )
+                elif name in spliced:
+                    sp = spliced[name]
+                    m = _write_deflated(
+                        out, sm.member, sp.chunks(src_fd), sp.size, partial(_Digest, sp.crc, sp.sha256)
                     )
                 elif name == record_name and replacements:
-                    rows = {n: (deflater.digests[n].result().sha256, len(replacements[n])) for n in order}
+                    rows = {n: (deflater.digests[n].result().sha256, len(plain[n])) for n in order}
+                    rows.update({n: (sp.sha256, sp.size) for n, sp in spliced.items()})
                     new_record = _edit_record(record, rows)
                     view = memoryview(new_record)
                     blocks = (_deflate_block(view, start, level) for start in _block_starts(len(view)))
