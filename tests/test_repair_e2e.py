@@ -45,7 +45,15 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     z = root / "wheelfix-test-zlib" / "lib"
     z.mkdir(parents=True)
     (z / "libz.so.1").write_bytes(Path("/usr/lib/x86_64-linux-gnu/libz.so.1").resolve().read_bytes())
-    return {"foo": nix_add(foo), "zlib": nix_add(root / "wheelfix-test-zlib")}
+    g = root / "wheelfix-test-glibc" / "lib"  # the loader, for the wheel's executable (PT_INTERP)
+    g.mkdir(parents=True)
+    (g / "ld-linux-x86-64.so.2").write_bytes(Path("/lib64/ld-linux-x86-64.so.2").resolve().read_bytes())
+    (g / "ld-linux-x86-64.so.2").chmod(0o755)
+    return {
+        "foo": nix_add(foo),
+        "zlib": nix_add(root / "wheelfix-test-zlib"),
+        "glibc": nix_add(root / "wheelfix-test-glibc"),
+    }
 
 
 def install(wheel: Path, where: Path) -> Path:
@@ -97,6 +105,7 @@ def test_repaired_wheel_imports_with_libs_from_the_store(
 
     out = tmp_path / "out"
     libs = ["--lib-path", f"{store['foo']}/lib", "--lib-path", f"{store['zlib']}/lib"]
+    libs += ["--lib-path", f"{store['glibc']}/lib"]
     proc = run_cli("repair", source, "-o", out, *libs)
     assert proc.returncode == 0, proc.stderr
     repaired = out / source.name
@@ -143,6 +152,8 @@ def test_nix_sees_the_runtime_reference(
         f"{store['foo']}/lib",
         "--lib-path",
         f"{store['zlib']}/lib",
+        "--lib-path",
+        f"{store['glibc']}/lib",
     )
     assert proc.returncode == 0, proc.stderr
     wheel = out / wheels["demo"].name
@@ -177,7 +188,21 @@ def test_missing_library_stops_the_repair(run_cli: RunCli, wheels: dict[str, Pat
     assert proc.returncode == 1
     assert "missing: libfoo.so.1 needed by demo/_demo.cpython-311-x86_64-linux-gnu.so" in proc.stderr
     assert not (tmp_path / "out").exists()
+    # the executable's loader is a need too: without it, PT_INTERP would still say /lib64/...
+    assert "missing: ld-linux-x86-64.so.2 needed by demo-1.0.data/scripts/demo-tool" in proc.stderr
     allowed = run_cli("repair", wheels["demo"], "-o", tmp_path / "out", "--allow", "lib*", "--dry-run")
+    assert allowed.returncode == 1 and "ld-linux-x86-64.so.2" in allowed.stderr
+    allowed = run_cli(
+        "repair",
+        wheels["demo"],
+        "-o",
+        tmp_path / "out",
+        "--allow",
+        "lib*",
+        "--allow",
+        "ld-linux*",
+        "--dry-run",
+    )
     assert allowed.returncode == 0 and not (tmp_path / "out").exists()
 
 

@@ -6,7 +6,9 @@ in the ``--lib-path`` directories; its directory is appended to the binary's sea
 the existing entries that stay valid — ``$ORIGIN`` entries that resolve inside the install, and absolute
 ``/nix/store`` entries — in their order, then the new directories, deduplicated, in NEEDED order. DT_RPATH
 stays DT_RPATH and DT_RUNPATH stays DT_RUNPATH unless asked otherwise; a binary with neither gets
-DT_RUNPATH. Executables get the loader found in the lib-path directories (or ``--interpreter``).
+DT_RUNPATH, or DT_RPATH when it relies on a loader's inherited DT_RPATH. Executables get the loader found
+in the lib-path directories (or ``--interpreter``); an executable whose loader is found nowhere is a
+missing need (its PT_INTERP would still say /lib64/...).
 A required need that nothing provides makes the plan incomplete: the repair stops unless ``--allow``.
 """
 
@@ -85,7 +87,12 @@ def _plan_binary(
             missing.append(Missing(b.binary.member, need.soname, need.resolution.outcome))
     old_kind = "RUNPATH" if elf.runpath is not None else "RPATH" if elf.rpath is not None else None
     old_value = elf.runpath if elf.runpath is not None else elf.rpath
-    kind = {"rpath": "RPATH", "runpath": "RUNPATH"}.get(rpath_kind, old_kind or "RUNPATH")
+    # A binary with neither tag gets DT_RUNPATH, unless it finds something through a loader's DT_RPATH
+    # (scipy.libs' libgfortran finds libquadmath that way): DT_RUNPATH would switch that inheritance off,
+    # DT_RPATH keeps it.
+    inherits = any(d.kind.startswith("RPATH of") for d in b.search_path)
+    default_kind = "RPATH" if inherits else "RUNPATH"
+    kind = {"rpath": "RPATH", "runpath": "RUNPATH"}.get(rpath_kind, old_kind or default_kind)
     entries = _kept_entries(b)
     for _soname, directory in added:
         if directory not in entries:
@@ -99,6 +106,11 @@ def _plan_binary(
             wanted = loader.path if loader is not None else None
         if wanted is not None and wanted != elf.interpreter:
             new_interp = wanted
+        loader_name = posixpath.basename(elf.interpreter)
+        if wanted is None and not elf.interpreter.startswith("/nix/store/"):
+            if not any(fnmatch.fnmatchcase(loader_name, g) for g in allow):
+                # an executable that keeps /lib64/ld-linux-x86-64.so.2 does not run on NixOS
+                missing.append(Missing(b.binary.member, loader_name, Outcome.UNRESOLVED))
     edit = ElfEdit(
         member=b.binary.member,
         kind=kind,
