@@ -29,7 +29,7 @@ from _runner import machine_info, markdown_table, run_measured, write_results  #
 # Long enough not to fit in place in any of the measured files (so each writer has to grow the file).
 VALUE = "$ORIGIN:" + ":".join(
     f"/nix/store/{c * 32}-{name}/lib"
-    for c, name in zip(
+    for c, name in zip(  # noqa: B905 - both have 8 items
         "abcdefgh",
         [
             "gcc-13.3.0-lib",

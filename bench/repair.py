@@ -640,7 +640,12 @@ def main(argv: list[str] | None = None) -> int:
         "--lib-path", action="append", default=[], help="store lib dir (repeatable; default: a fake store)"
     )
     parser.add_argument(
-        "--allow", action="append", default=[], metavar="GLOB", help="passed to wheelfix repair"
+        "--allow",
+        action="append",
+        default=None,
+        metavar="GLOB",
+        help="passed to wheelfix repair (default: ld-linux*: the job is RUNPATHs only, as by hand; "
+        "executables keep their PT_INTERP)",
     )
     parser.add_argument("--runs", type=int, default=3, help="runs per method (default 3)")
     parser.add_argument("--methods", type=_methods, default=list(METHODS), help="default: %(default)s")
@@ -663,6 +668,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(dir=args.workdir, prefix="wheelfix-bench-repair-") as tmp:
         work = Path(tmp)
         lib_dirs = args.lib_path or fake_store(work / "store-src")
+        if args.allow is None:
+            args.allow = ["ld-linux*"]
         plan = make_plan(wheel, lib_dirs, args.allow)
         if not plan["edits"]:
             raise SystemExit(f"bench/repair.py: nothing to patch in {wheel.name} with {lib_dirs}")

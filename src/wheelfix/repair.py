@@ -107,10 +107,12 @@ def _plan_binary(
         if wanted is not None and wanted != elf.interpreter:
             new_interp = wanted
         loader_name = posixpath.basename(elf.interpreter)
-        if wanted is None and not elf.interpreter.startswith("/nix/store/"):
-            if not any(fnmatch.fnmatchcase(loader_name, g) for g in allow):
-                # an executable that keeps /lib64/ld-linux-x86-64.so.2 does not run on NixOS
-                missing.append(Missing(b.binary.member, loader_name, Outcome.UNRESOLVED))
+        if (
+            wanted is None
+            and not elf.interpreter.startswith("/nix/store/")
+            and not any(fnmatch.fnmatchcase(loader_name, g) for g in allow)
+        ):  # an executable that keeps /lib64/ld-linux-x86-64.so.2 does not run on NixOS
+            missing.append(Missing(b.binary.member, loader_name, Outcome.UNRESOLVED))
     edit = ElfEdit(
         member=b.binary.member,
         kind=kind,
