@@ -60,9 +60,118 @@ def _grouped(
 
 
 def _needs(wheel: WheelAnalysis) -> Iterable[tuple[str, Need]]:
-    for b in wheel.binaries:
-        for n in b.needs:
-            yield b.binary.member, n
+    for b in wheel.views():
+        for n in b.needs():
+            yield b.member, n
+
+
+_MACOS_TAG = re.compile(r"macosx_(\d+)_(\d+)_([a-z0-9_]+)")
+# the slices a macOS platform tag promises: every binary must carry each of these architectures
+_TAG_ARCHS: dict[str, frozenset[str]] = {
+    "arm64": frozenset({"arm64"}),
+    "x86_64": frozenset({"x86_64"}),
+    "universal2": frozenset({"x86_64", "arm64"}),
+    "intel": frozenset({"x86_64", "i386"}),
+    "i386": frozenset({"i386"}),
+    "ppc": frozenset({"ppc"}),
+    "ppc64": frozenset({"ppc64"}),
+    "fat": frozenset({"i386", "ppc"}),
+    "fat3": frozenset({"x86_64", "i386", "ppc"}),
+    "fat64": frozenset({"x86_64", "ppc64"}),
+    "universal": frozenset({"x86_64", "i386", "ppc", "ppc64"}),
+}
+_ARM64_FIRST = (11, 0)  # the first macOS for Apple silicon: arm64 code never runs on anything older
+
+
+def _os_key(version: str) -> tuple[int, ...]:
+    parts = tuple(int(x) for x in version.split(".") if x.isdigit())
+    while len(parts) > 1 and parts[-1] == 0:
+        parts = parts[:-1]
+    return parts
+
+
+def _check_macos(wheel: WheelAnalysis) -> list[Finding]:
+    """Mach-O binaries against the wheel's macosx_X_Y_ARCH tags: architectures and minimum macOS."""
+    if not wheel.macho:
+        return []
+    path = wheel.scan.path
+    found: list[Finding] = []
+    tags = [(t, mt) for t in wheel.scan.meta.platform_tags if (mt := _MACOS_TAG.fullmatch(t)) is not None]
+    if not tags:
+        found.append(
+            Finding(
+                "error",
+                "platform-tag",
+                path,
+                None,
+                tuple(m.binary.member for m in wheel.macho),
+                f"Mach-O binaries in a wheel tagged {', '.join(wheel.scan.meta.platform_tags)}: "
+                "not a macosx tag",
+            )
+        )
+        return found
+    for tag, match in tags:
+        tag_version = (int(match.group(1)), int(match.group(2)))
+        tag_arch = match.group(3)
+        wanted = _TAG_ARCHS.get(tag_arch)
+        if wanted is None:
+            found.append(
+                Finding(
+                    "warning", "platform-tag", path, None, (), f"tag {tag}: unknown architecture {tag_arch}"
+                )
+            )
+            continue
+        missing: dict[str, list[str]] = {}  # arch -> members without it
+        extra: dict[str, list[str]] = {}
+        too_new: dict[tuple[str, str], list[str]] = {}  # (arch, minos) -> members
+        for m in wheel.macho:
+            archs = {v.arch for v in m.slices}
+            for arch in sorted(wanted - archs):
+                missing.setdefault(arch, []).append(m.binary.member)
+            for v in m.slices:
+                if v.arch not in wanted:
+                    extra.setdefault(v.arch, []).append(m.binary.member)
+                    continue
+                floor = max(tag_version, _ARM64_FIRST) if v.arch == "arm64" else tag_version
+                if v.minos is not None and _os_key(v.minos) > _os_key(f"{floor[0]}.{floor[1]}"):
+                    too_new.setdefault((v.arch, v.minos), []).append(m.binary.member)
+        for arch, members in sorted(missing.items()):
+            found.append(
+                Finding(
+                    "error",
+                    "arch-mismatch",
+                    path,
+                    None,
+                    tuple(sorted(members)),
+                    f"tagged {tag}, but binaries have no {arch} slice",
+                )
+            )
+        for arch, members in sorted(extra.items()):
+            found.append(
+                Finding(
+                    "warning",
+                    "extra-arch",
+                    path,
+                    None,
+                    tuple(sorted(members)),
+                    f"tagged {tag}, but binaries also carry an {arch} slice (unused)",
+                )
+            )
+        if too_new:
+            newest = max(too_new, key=lambda k: _os_key(k[1]))
+            members = sorted({mm for ms in too_new.values() for mm in ms})
+            found.append(
+                Finding(
+                    "error",
+                    "minos",
+                    path,
+                    None,
+                    tuple(members),
+                    f"tagged {tag} (macOS {tag_version[0]}.{tag_version[1]}), but binaries need macOS "
+                    f"{newest[1]} ({newest[0]})",
+                )
+            )
+    return found
 
 
 def _common(wheel: WheelAnalysis, allow: Sequence[str], external_ok: frozenset[str]) -> list[Finding]:
@@ -114,6 +223,7 @@ def _common(wheel: WheelAnalysis, allow: Sequence[str], external_ok: frozenset[s
                 "warning", "unsupported-binary", path, None, (u.member,), f"{u.format} binary not analysed"
             )
         )
+    found.extend(_check_macos(wheel))
     return found
 
 

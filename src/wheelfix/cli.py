@@ -12,12 +12,21 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .atomic import copy_atomically
+from .atomic import atomic_fd, copy_atomically
 from .check import UnknownTarget, parse_target, run_check
 from .emit.github import render_github
 from .emit.jsondoc import check_document, dumps, inspect_document
 from .emit.text import render_check, render_inspect, render_missing, render_plan
-from .errors import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_INTERNAL, EXIT_OK, BadInput, Problem, WheelfixError
+from .errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FINDINGS,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    BadInput,
+    Problem,
+    Unsupported,
+    WheelfixError,
+)
 from .libpath import LibIndex, dirs_from_env
 from .model import Analysis
 from .patcher import patch_wheel
@@ -216,6 +225,11 @@ def repair(
                 f"{outdir} holds the input {w.name}: it would be overwritten", param_hint="-o"
             )
     analysis = _analyze(wheels, jobs, max_size, max_ratio)
+    macos = [w.scan.meta.filename for w in analysis.wheels if w.macho]
+    if macos:  # Mach-O analysis exists (inspect, check); rewriting install names is not wired in yet
+        raise Unsupported(
+            f"{', '.join(macos)}: repairing macOS (Mach-O) binaries is not supported yet; nothing written"
+        )
     dirs = [*lib_paths, *(dirs_from_env(os.environ) if from_env else [])]
     plans = plan_repair(
         analysis, LibIndex.from_dirs(dirs), allow=allow, rpath_kind=rpath_kind, interpreter=interpreter
@@ -304,21 +318,112 @@ def db_build(
     default=None,
     help="A preferences TSV instead of the packaged soname-preferences.tsv.",
 )
-def lookup(sonames: tuple[str, ...], as_json: bool, data: Path | None, preferences: Path | None) -> None:
+@click.option(
+    "--nixpkgs",
+    default=None,
+    metavar="PATH_OR_FLAKE",
+    help="Evaluate the chosen outputs' store paths in this nixpkgs (a path, or a flake reference) with "
+    "nix-instantiate, instead of showing the ones in the data.",
+)
+def lookup(
+    sonames: tuple[str, ...], as_json: bool, data: Path | None, preferences: Path | None, nixpkgs: str | None
+) -> None:
     """Which nixpkgs output provides each SONAME, the alternatives, why, and where that comes from.
 
     Exit 1 if some SONAME is unknown.
     """
-    from .nixdb.kb import KnowledgeBase
+    import dataclasses
+
+    from .nixdb.kb import Candidate, KnowledgeBase
     from .nixdb.report import lookup_document, render_lookup
 
     kb = KnowledgeBase.load(data, preferences)
     answers = kb.lookup_all(sonames)
+    if nixpkgs is not None:
+        from .nixdb.storepaths import resolve_store_paths
+
+        def bare(c: Candidate) -> Candidate:
+            return Candidate(c.attr, c.output, None)
+
+        paths = resolve_store_paths(nixpkgs, [bare(a.chosen) for a in answers if a.chosen])
+        answers = tuple(
+            dataclasses.replace(
+                a,
+                chosen=dataclasses.replace(a.chosen, store_path=paths[bare(a.chosen)]),
+                provenance=a.provenance + f"; evaluated store path: {nixpkgs}",
+            )
+            if a.chosen
+            else a
+            for a in answers
+        )
     if as_json:
         click.echo(dumps(lookup_document(answers, kb.table.meta)), nl=False)
     else:
         click.echo(render_lookup(answers, kb.database), nl=False)
     sys.exit(EXIT_OK if all(a.known for a in answers) else EXIT_FINDINGS)
+
+
+# --- `wheelfix nix`: a Nix fragment with the nixpkgs inputs the wheels need (wheelfix/emit/nix.py) ----------
+
+
+@cli.command("nix")
+@_scan_options
+@click.option(
+    "--flavor",
+    type=click.Choice(["uv2nix", "poetry2nix", "nixpkgs", "plain"]),
+    default="uv2nix",
+    show_default=True,
+    help="uv2nix/pyproject.nix overlay (overrideAttrs), poetry2nix overrides (overridePythonAttrs), "
+    "buildPythonPackage attributes per package, or a plain list of packages.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write the fragment to this file (atomically) instead of printing it.",
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="A table written by `wheelfix db build` instead of the packaged one.",
+)
+@click.option(
+    "--preferences",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="A preferences TSV instead of the packaged soname-preferences.tsv.",
+)
+def nix_fragment(
+    wheels: tuple[Path, ...],
+    jobs: int | None,
+    max_size: int,
+    max_ratio: float,
+    flavor: str,
+    output: Path | None,
+    data: Path | None,
+    preferences: Path | None,
+) -> None:
+    """Print the Nix that gives the Python packages of WHEELS the nixpkgs libraries they need.
+
+    Exit 1 if some library has no known nixpkgs package (the fragment lists it in a comment).
+    """
+    from .emit.nix import FLAVORS, plan_nix, render_nix
+    from .nixdb.kb import KnowledgeBase
+
+    (chosen,) = (f for f in FLAVORS if f == flavor)
+    plan = plan_nix(_analyze(wheels, jobs, max_size, max_ratio), KnowledgeBase.load(data, preferences))
+    text = render_nix(plan, chosen)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        with atomic_fd(output) as fd, os.fdopen(os.dup(fd), "w", encoding="utf-8") as f:
+            f.write(text)
+        click.echo(f"wrote {output}", err=True)
+    if plan.unknown:
+        click.echo(f"wheelfix: no known nixpkgs package provides: {', '.join(plan.unknown)}", err=True)
+    sys.exit(EXIT_OK if not plan.unknown else EXIT_FINDINGS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,6 +11,7 @@ __all__ = [
     "EXIT_OK",
     "BadInput",
     "Problem",
+    "Unsupported",
     "WheelfixError",
 ]
 
@@ -49,3 +50,9 @@ class BadInput(WheelfixError):
             raise ValueError("BadInput needs at least one problem")
         self.problems: tuple[Problem, ...] = tuple(problems)
         super().__init__("; ".join(str(p) for p in self.problems))
+
+
+class Unsupported(WheelfixError):
+    """Valid input that this version cannot act on (e.g. repairing Mach-O): exit 1, nothing written."""
+
+    exit_code = EXIT_FINDINGS

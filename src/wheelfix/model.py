@@ -6,13 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from .scan import BinaryMember, WheelScan
+from .scan import BinaryMember, MachOMember, WheelScan
 
 __all__ = [
     "OUTCOME_ORDER",
     "Analysis",
+    "ArchView",
     "BinaryAnalysis",
+    "BinaryView",
     "Library",
+    "MachOAnalysis",
     "Need",
     "Outcome",
     "Resolution",
@@ -30,6 +33,7 @@ class Outcome(str, Enum):
     GPU_DRIVER = "gpu_driver"  # comes with the host's GPU driver
     PYTHON = "python"  # the interpreter's own libpython, already loaded in the process
     GLIBC = "glibc"  # part of the C library
+    MACOS_SYSTEM = "macos_system"  # /usr/lib/* or /System/Library/*: part of every macOS install (dyld cache)
 
 
 OUTCOME_ORDER = {o: i for i, o in enumerate(Outcome)}
@@ -80,6 +84,46 @@ class BinaryAnalysis:
 
 
 @dataclass(frozen=True, slots=True)
+class ArchView:
+    """One architecture of a binary: an ELF file's only one, or one slice of a (fat) Mach-O file."""
+
+    arch: str  # ELF machine ("x86_64", "aarch64") or Mach-O arch ("arm64", "x86_64")
+    filetype: str  # ELF type (ET_DYN) or Mach-O filetype (bundle, dylib, execute)
+    minos: str | None  # Mach-O: minimum macOS version; None for ELF or when not recorded
+    search_path: tuple[SearchDir, ...]  # Mach-O: the LC_RPATHs @rpath is expanded with
+    needs: tuple[Need, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MachOAnalysis:
+    binary: MachOMember
+    kind: str  # extension, library, executable, object
+    slices: tuple[ArchView, ...]  # in the order of the file's slices
+
+
+@dataclass(frozen=True, slots=True)
+class BinaryView:
+    """A binary of either format, as checks and reports see it: needs per architecture."""
+
+    member: str
+    format: str  # "elf", "macho" or "macho-fat"
+    kind: str
+    archs: tuple[ArchView, ...]
+
+    def needs(self) -> tuple[Need, ...]:
+        """Needs over every architecture, the first of each (soname, outcome, reachable) kept."""
+        seen: set[tuple[str, Outcome, bool]] = set()
+        out: list[Need] = []
+        for a in self.archs:
+            for n in a.needs:
+                key = (n.soname, n.resolution.outcome, n.resolution.reachable)
+                if key not in seen:
+                    seen.add(key)
+                    out.append(n)
+        return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
 class Library:
     """A soname as the wheel needs it, aggregated over its binaries."""
 
@@ -94,20 +138,37 @@ class Library:
 @dataclass(frozen=True, slots=True)
 class WheelAnalysis:
     scan: WheelScan
-    binaries: tuple[BinaryAnalysis, ...]
+    binaries: tuple[BinaryAnalysis, ...]  # ELF
+    macho: tuple[MachOAnalysis, ...] = ()
+
+    def views(self) -> tuple[BinaryView, ...]:
+        """Every analysed binary, ELF ones first (each by member name)."""
+        out = [
+            BinaryView(
+                b.binary.member,
+                "elf",
+                b.kind,
+                (ArchView(b.binary.elf.machine, b.binary.elf.type, None, b.search_path, b.needs),),
+            )
+            for b in self.binaries
+        ]
+        out.extend(BinaryView(m.binary.member, m.binary.format, m.kind, m.slices) for m in self.macho)
+        return tuple(out)
 
     def libraries(self) -> tuple[Library, ...]:
         """Needs grouped by (soname, outcome, reachable); unresolved first, then by soname."""
-        groups: dict[tuple[str, Outcome, bool], list[tuple[BinaryAnalysis, Need]]] = {}
-        for b in self.binaries:
-            for n in b.needs:
-                groups.setdefault((n.soname, n.resolution.outcome, n.resolution.reachable), []).append((b, n))
+        groups: dict[tuple[str, Outcome, bool], list[tuple[str, Need]]] = {}
+        for b in self.views():
+            for n in b.needs():
+                groups.setdefault((n.soname, n.resolution.outcome, n.resolution.reachable), []).append(
+                    (b.member, n)
+                )
         libs = [
             Library(
                 soname=soname,
                 outcome=outcome,
                 resolution=items[0][1].resolution,
-                needed_by=tuple(sorted({b.binary.member for b, _ in items})),
+                needed_by=tuple(sorted({m for m, _ in items})),
                 sources=tuple(sorted({n.source for _, n in items}, key=lambda s: list(Source).index(s))),
                 required=any(n.required for _, n in items),
             )

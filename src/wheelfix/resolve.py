@@ -11,6 +11,18 @@ ELF class and machine match. A soname present in the set but not on the search p
 some earlier object loaded it; it is reported as bundled/other_wheel with ``reachable=False``.
 
 Loaders are approximated by every binary of the set that needs a binary (ld.so uses the first one).
+
+Mach-O members follow dyld's rules, per architecture slice (a candidate must have a slice of the same arch):
+  * ``@loader_path/x``: the binary's own directory in the virtual tree;
+  * ``@executable_path/x``: the directory of the main executable — for an extension module that is the
+    Python interpreter's, unknown here, so the need is unresolved with a note saying so (for a Mach-O
+    executable of the wheel it is its own directory);
+  * ``@rpath/x``: each LC_RPATH of the binary (its @loader_path is the binary's dir), then those of its
+    loaders up the chain (each expanded with the loader's own directory);
+  * ``/usr/lib/*``, ``/System/Library/*``: ``macos_system`` (in every macOS install / the dyld cache);
+  * other absolute paths: a file of the wheel set at that path, else unresolved; a path under
+    ``/opt/homebrew``, ``/usr/local``, ``/opt/local``, ``/Users`` (...) is flagged as leaking the build
+    machine.
 """
 
 from __future__ import annotations
@@ -20,9 +32,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .binfmt.macho import MachOSlice
 from .model import (
     Analysis,
+    ArchView,
     BinaryAnalysis,
+    MachOAnalysis,
     Need,
     Outcome,
     Resolution,
@@ -30,11 +45,11 @@ from .model import (
     Source,
     WheelAnalysis,
 )
-from .scan import BinaryMember, WheelScan
+from .scan import BinaryMember, MachOMember, WheelScan
 from .sonames import is_glibc, is_gpu_driver, is_libpython, manylinux_allowlist
 from .wheelfile import VIRTUAL_PREFIX, virtual_dir
 
-__all__ = ["analyze", "classify_kind"]
+__all__ = ["analyze", "classify_kind", "classify_macho_kind"]
 
 _EXTENSION = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.(cpython|pypy|graalpy)[^./]*|\.abi3|\.cp3\d+[^./]*)?\.so")
 _ORIGIN = re.compile(r"\$(ORIGIN\b|\{ORIGIN\})")
@@ -239,7 +254,213 @@ def analyze(scans: Sequence[WheelScan]) -> Analysis:
         per_wheel[n.wheel_index].append(
             BinaryAnalysis(n.binary, classify_kind(n.binary), tuple(dirs), tuple(needs))
         )
+    per_wheel_macho = _analyze_macho(scans, pyver)
     return Analysis(
-        wheels=tuple(WheelAnalysis(s, tuple(bs)) for s, bs in zip(scans, per_wheel, strict=True)),
+        wheels=tuple(
+            WheelAnalysis(s, tuple(bs), tuple(ms))
+            for s, bs, ms in zip(scans, per_wheel, per_wheel_macho, strict=True)
+        ),
         python_version=pyver,
     )
+
+
+# --- Mach-O (dyld) ---------------------------------------------------------------------------------------
+
+_MACOS_SYSTEM = ("/usr/lib/", "/System/Library/")
+_BUILD_MACHINE = ("/opt/homebrew/", "/usr/local/", "/opt/local/", "/Users/", "/private/", "/tmp/", "/sw/")
+_PYTHON_FRAMEWORK = re.compile(r"(^|/)Python(3)?\.framework/|(^|/)libpython\d[\d.]*(m|d|t)*\.dylib$")
+
+
+def classify_macho_kind(binary: MachOMember) -> str:
+    filetype = binary.macho.slices[0].filetype if binary.macho.slices else ""
+    if filetype == "object":
+        return "object"
+    if filetype == "execute":
+        return "executable"
+    name = posixpath.basename(binary.location.path)
+    if filetype == "bundle" or (_EXTENSION.fullmatch(name) and not name.startswith("lib")):
+        return "extension"
+    return "library"
+
+
+@dataclass(frozen=True, slots=True)
+class _MNode:
+    wheel_index: int
+    wheel: str
+    binary: MachOMember
+    sl: MachOSlice
+    abspath: str
+
+    @property
+    def origin(self) -> str:
+        return posixpath.dirname(self.abspath)
+
+    @property
+    def is_executable(self) -> bool:
+        return self.sl.filetype == "execute"
+
+
+def _in_prefix(path: str) -> bool:
+    return path == VIRTUAL_PREFIX or path.startswith(VIRTUAL_PREFIX + "/")
+
+
+def _expand_rpath(kind: str, entry: str, node: _MNode) -> SearchDir:
+    if entry.startswith("@loader_path") or (node.is_executable and entry.startswith("@executable_path")):
+        rest = entry.partition("/")[2]
+        path = posixpath.normpath(posixpath.join(node.origin, rest))
+        if not _in_prefix(path):
+            return SearchDir(kind, entry, None, "leaves the install prefix")
+        return SearchDir(kind, entry, path, None)
+    if entry.startswith("@executable_path"):
+        return SearchDir(kind, entry, None, "@executable_path is the interpreter's directory: unknown here")
+    if entry.startswith("@"):
+        return SearchDir(kind, entry, None, "unknown @ token")
+    if not entry.startswith("/"):
+        return SearchDir(kind, entry, None, "relative to the current directory")
+    if entry.startswith(_BUILD_MACHINE):
+        return SearchDir(kind, entry, None, "absolute path on the build machine (not searched)")
+    return SearchDir(kind, entry, None, "absolute path outside the wheels (not searched)")
+
+
+class _MachOResolver:
+    def __init__(self, scans: Sequence[WheelScan], pyver: str) -> None:
+        self.nodes: list[_MNode] = []
+        for i, scan in enumerate(scans):
+            for m in scan.macho:
+                base = virtual_dir(m.location.scheme, pyver, scan.meta.name)
+                path = posixpath.join(base, m.location.path)
+                for sl in m.macho.slices:
+                    self.nodes.append(_MNode(i, scan.meta.filename, m, sl, path))
+        self.by_path: dict[str, list[_MNode]] = {}
+        self.by_name: dict[str, list[_MNode]] = {}
+        for n in sorted(self.nodes, key=lambda n: (n.wheel, n.binary.member, n.sl.arch)):
+            self.by_path.setdefault(n.abspath, []).append(n)
+            self.by_name.setdefault(posixpath.basename(n.abspath), []).append(n)
+            if n.sl.id_dylib is not None:
+                self.by_name.setdefault(posixpath.basename(n.sl.id_dylib.name), []).append(n)
+
+    def _at(self, node: _MNode, path: str) -> _MNode | None:
+        for cand in self.by_path.get(posixpath.normpath(path), []):
+            if cand.sl.arch == node.sl.arch:
+                return cand
+        return None
+
+    def _found(self, node: _MNode, cand: _MNode, via: str | None, reachable: bool) -> Resolution:
+        if reachable:
+            detail = f"found through {via}"
+        else:
+            detail = (
+                "present in the wheel set but not where dyld looks; "
+                "it loads only if an image with the same install name was loaded first"
+            )
+        return Resolution(
+            outcome=Outcome.BUNDLED if cand.wheel_index == node.wheel_index else Outcome.OTHER_WHEEL,
+            detail=detail,
+            wheel=cand.wheel,
+            member=cand.binary.member,
+            via=via,
+            reachable=reachable,
+        )
+
+    def _unreachable(self, node: _MNode, name: str, detail: str) -> Resolution:
+        base = posixpath.basename(name)
+        present = [c for c in self.by_name.get(base, []) if c.sl.arch == node.sl.arch and c is not node]
+        if present and not name.startswith(_MACOS_SYSTEM):
+            present.sort(key=lambda c: (c.wheel_index != node.wheel_index, c.wheel, c.binary.member))
+            res = self._found(node, present[0], None, False)
+            return Resolution(res.outcome, f"{detail}; {res.detail}", res.wheel, res.member, None, False)
+        return Resolution(Outcome.UNRESOLVED, detail)
+
+    def search(self, node: _MNode, name: str, dirs: Sequence[SearchDir]) -> tuple[Resolution, _MNode | None]:
+        if name.startswith("@rpath/"):
+            rest = name[len("@rpath/") :]
+            for d in dirs:
+                if d.path is None:
+                    continue
+                cand = self._at(node, posixpath.join(d.path, rest))
+                if cand is not None:
+                    return self._found(node, cand, f"{d.kind} {d.entry}", True), cand
+            if _PYTHON_FRAMEWORK.search(name):
+                return Resolution(Outcome.PYTHON, "the interpreter's Python framework / libpython"), None
+            return self._unreachable(node, name, "not found through any LC_RPATH"), None
+        if name.startswith("@loader_path/") or (node.is_executable and name.startswith("@executable_path/")):
+            path = posixpath.normpath(posixpath.join(node.origin, name.partition("/")[2]))
+            cand = self._at(node, path)
+            if cand is not None:
+                return self._found(node, cand, name.partition("/")[0], True), cand
+            return self._unreachable(node, name, "no such file next to the binary"), None
+        if name.startswith("@executable_path/"):
+            return (
+                self._unreachable(
+                    node,
+                    name,
+                    "@executable_path is the directory of the program (the Python interpreter for an "
+                    "extension module): unknown here",
+                ),
+                None,
+            )
+        if name.startswith("@"):
+            return self._unreachable(node, name, "unknown @ token"), None
+        if name.startswith(_MACOS_SYSTEM):
+            return Resolution(Outcome.MACOS_SYSTEM, "part of macOS"), None
+        if _PYTHON_FRAMEWORK.search(name):
+            return Resolution(Outcome.PYTHON, "the interpreter's Python framework / libpython"), None
+        if name.startswith("/"):
+            cand = self._at(node, name)
+            if cand is not None:
+                return self._found(node, cand, "an absolute path", True), cand
+            if name.startswith(_BUILD_MACHINE):
+                detail = "absolute path on the build machine (leaked install name; absent on other hosts)"
+            else:
+                detail = "absolute path outside the wheels"
+            return self._unreachable(node, name, detail), None
+        return self._unreachable(
+            node, name, "relative install name: dyld looks in the current directory"
+        ), None
+
+
+def _analyze_macho(scans: Sequence[WheelScan], pyver: str) -> list[list[MachOAnalysis]]:
+    r = _MachOResolver(scans, pyver)
+    nodes = r.nodes
+    index = {id(n): i for i, n in enumerate(nodes)}
+    own = [[_expand_rpath("LC_RPATH", e, n) for e in n.sl.rpaths] for n in nodes]
+    inherited: list[list[SearchDir]] = [[] for _ in nodes]
+    # Fixed point: dyld expands @rpath with the LC_RPATHs of the image, then of every image up the load chain.
+    for _ in range(len(nodes) + 1):
+        loaded_by: list[list[int]] = [[] for _ in nodes]
+        for i, n in enumerate(nodes):
+            for dylib in n.sl.dylibs:
+                _res, cand = r.search(n, dylib.name, own[i] + inherited[i])
+                if cand is not None and cand is not n:
+                    loaded_by[index[id(cand)]].append(i)
+        changed = False
+        for j in range(len(nodes)):
+            new: list[SearchDir] = []
+            seen = {d.path for d in own[j]}
+            for i in sorted(loaded_by[j], key=lambda i: (nodes[i].wheel, nodes[i].binary.member)):
+                for d in own[i] + inherited[i]:
+                    if d.path is not None and d.path not in seen:
+                        seen.add(d.path)
+                        kind = d.kind if " of " in d.kind else f"LC_RPATH of {nodes[i].binary.member}"
+                        new.append(SearchDir(kind, d.entry, d.path, None))
+            if [d.path for d in new] != [d.path for d in inherited[j]]:
+                inherited[j] = new
+                changed = True
+        if not changed:
+            break
+    views: dict[tuple[int, str], list[ArchView]] = {}
+    members: dict[tuple[int, str], MachOMember] = {}
+    for i, n in enumerate(nodes):
+        dirs = own[i] + inherited[i]
+        needs = tuple(
+            Need(d.name, Source.NEEDED, r.search(n, d.name, dirs)[0], d.kind != "LC_LOAD_WEAK_DYLIB")
+            for d in n.sl.dylibs
+        )
+        key = (n.wheel_index, n.binary.member)
+        members[key] = n.binary
+        views.setdefault(key, []).append(ArchView(n.sl.arch, n.sl.filetype, n.sl.minos, tuple(dirs), needs))
+    out: list[list[MachOAnalysis]] = [[] for _ in scans]
+    for (wi, _member), archs in views.items():
+        m = members[(wi, _member)]
+        out[wi].append(MachOAnalysis(m, classify_macho_kind(m), tuple(archs)))
+    return out

@@ -22,10 +22,11 @@ from pathlib import Path
 
 from .binfmt import MAGIC_PREFIX_LEN, BinaryFormatError, detect_format
 from .binfmt.elf import ElfInfo, parse_elf
+from .binfmt.macho import MachOInfo, parse_macho
 from .errors import BadInput, Problem
 from .wheelfile import DEFAULT_LIMITS, CorruptMember, InstallLocation, Limits, WheelArchive, WheelMeta
 
-__all__ = ["BinaryMember", "UnsupportedBinary", "WheelScan", "default_jobs", "scan_wheel"]
+__all__ = ["BinaryMember", "MachOMember", "UnsupportedBinary", "WheelScan", "default_jobs", "scan_wheel"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +38,23 @@ class BinaryMember:
 
 
 @dataclass(frozen=True, slots=True)
+class MachOMember:
+    """A thin or fat Mach-O member, every architecture slice parsed."""
+
+    member: str
+    location: InstallLocation
+    size: int
+    macho: MachOInfo
+
+    @property
+    def format(self) -> str:
+        return "macho" if self.macho.fat is None else "macho-fat"
+
+
+@dataclass(frozen=True, slots=True)
 class UnsupportedBinary:
     member: str
-    format: str  # "macho", "macho-fat", "pe"
+    format: str  # "pe" ("macho" and "macho-fat" are parsed since Mach-O support)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +66,7 @@ class WheelScan:
     uncompressed_size: int
     binaries: tuple[BinaryMember, ...]  # sorted by member name
     unsupported: tuple[UnsupportedBinary, ...]
+    macho: tuple[MachOMember, ...] = ()  # sorted by member name; ELF binaries are in ``binaries``
 
 
 def default_jobs() -> int:
@@ -107,11 +123,11 @@ def _member_buffer(size: int) -> Iterator[mmap.mmap]:
 
 def _scan_member(
     archive: WheelArchive, info: zipfile.ZipInfo, budget: _ByteBudget
-) -> tuple[list[Problem], BinaryMember | UnsupportedBinary | None]:
+) -> tuple[list[Problem], BinaryMember | MachOMember | UnsupportedBinary | None]:
     file, name = archive.display, info.filename
     entry = archive.record.get(name)
     hasher = hashlib.new(entry.algorithm) if entry is not None and entry.algorithm else None
-    result: BinaryMember | UnsupportedBinary | None = None
+    result: BinaryMember | MachOMember | UnsupportedBinary | None = None
     problems: list[Problem] = []
     try:
         chunks = archive.iter_member(info, check_crc=hasher is None)
@@ -126,7 +142,7 @@ def _scan_member(
                 break
         head = parts[0] if len(parts) == 1 else b"".join(parts)
         fmt = detect_format(head[:MAGIC_PREFIX_LEN])
-        if fmt == "elf":
+        if fmt in ("elf", "macho", "macho-fat"):
             with budget.hold(info.file_size), _member_buffer(info.file_size) as buf:
                 pos = 0
                 for chunk in itertools.chain((head,), chunks):
@@ -134,12 +150,20 @@ def _scan_member(
                     pos += len(chunk)
                     if hasher is not None:
                         hasher.update(chunk)
-                try:
-                    elf = parse_elf(buf)
-                except BinaryFormatError as e:
-                    problems.append(Problem(file, name, f"malformed ELF: {e}"))
+                if fmt == "elf":
+                    try:
+                        elf = parse_elf(buf)
+                    except BinaryFormatError as e:
+                        problems.append(Problem(file, name, f"malformed ELF: {e}"))
+                    else:
+                        result = BinaryMember(name, archive.install_location(name), info.file_size, elf)
                 else:
-                    result = BinaryMember(name, archive.install_location(name), info.file_size, elf)
+                    try:
+                        macho = parse_macho(buf)
+                    except BinaryFormatError as e:
+                        problems.append(Problem(file, name, f"malformed Mach-O: {e}"))
+                    else:
+                        result = MachOMember(name, archive.install_location(name), info.file_size, macho)
         else:
             if fmt is not None:
                 result = UnsupportedBinary(name, fmt)
@@ -164,6 +188,7 @@ def scan_wheel(path: Path, *, limits: Limits = DEFAULT_LIMITS, jobs: int | None 
         problems: list[Problem] = []
         binaries: list[BinaryMember] = []
         unsupported: list[UnsupportedBinary] = []
+        machos: list[MachOMember] = []
         workers = jobs or default_jobs()
         if workers == 1 or len(members) < 2:
             results = [_scan_member(archive, i, budget) for i in members]
@@ -174,6 +199,8 @@ def scan_wheel(path: Path, *, limits: Limits = DEFAULT_LIMITS, jobs: int | None 
             problems.extend(member_problems)
             if isinstance(found, BinaryMember):
                 binaries.append(found)
+            elif isinstance(found, MachOMember):
+                machos.append(found)
             elif isinstance(found, UnsupportedBinary):
                 unsupported.append(found)
         if problems:
@@ -186,4 +213,5 @@ def scan_wheel(path: Path, *, limits: Limits = DEFAULT_LIMITS, jobs: int | None 
             uncompressed_size=sum(i.file_size for i in archive.members),
             binaries=tuple(sorted(binaries, key=lambda b: b.member)),
             unsupported=tuple(sorted(unsupported, key=lambda u: u.member)),
+            macho=tuple(sorted(machos, key=lambda m: m.member)),
         )

@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import __version__
 from ..check import CheckResult
-from ..model import Analysis, BinaryAnalysis, Resolution, WheelAnalysis
+from ..model import Analysis, ArchView, BinaryAnalysis, MachOAnalysis, Need, Resolution, WheelAnalysis
 
 __all__ = ["SCHEMA_VERSION", "check_document", "dumps", "inspect_document", "load_schema"]
 
@@ -92,13 +92,61 @@ def _binary(b: BinaryAnalysis) -> dict[str, Any]:
     }
 
 
+def _need(n: Need) -> dict[str, Any]:
+    return {"soname": n.soname, "source": n.source.value, "required": n.required, **_resolution(n.resolution)}
+
+
+def _macho_binary(m: MachOAnalysis) -> dict[str, Any]:
+    slices = []
+    for sl, view in zip(m.binary.macho.slices, m.slices, strict=True):
+        v: ArchView = view
+        slices.append(
+            {
+                "arch": sl.arch,
+                "bits": sl.bits,
+                "filetype": sl.filetype,
+                "offset": sl.offset,
+                "size": sl.size,
+                "minos": sl.minos,
+                "platforms": [
+                    {"kind": p.kind, "platform": p.platform, "minos": p.minos, "sdk": p.sdk}
+                    for p in sl.platforms
+                ],
+                "uuid": sl.uuid,
+                "id_dylib": sl.id_dylib.name if sl.id_dylib is not None else None,
+                "dylibs": [
+                    {
+                        "name": d.name,
+                        "kind": d.kind,
+                        "current_version": d.current_version,
+                        "compatibility_version": d.compatibility_version,
+                    }
+                    for d in sl.dylibs
+                ],
+                "rpaths": list(sl.rpaths),
+                "code_signature": sl.code_signature is not None,
+                "header_padding": sl.header_padding,
+                "search_path": [asdict(d) for d in v.search_path],
+                "needs": [_need(n) for n in v.needs],
+            }
+        )
+    return {
+        "member": m.binary.member,
+        "install": {"scheme": m.binary.location.scheme, "path": m.binary.location.path},
+        "format": m.binary.format,
+        "kind": m.kind,
+        "size": m.binary.size,
+        "slices": slices,
+    }
+
+
 def _wheel(w: WheelAnalysis) -> dict[str, Any]:
     meta = w.scan.meta
     libraries = w.libraries()
     outcomes: dict[str, int] = {}
     for lib in libraries:
         outcomes[lib.outcome.value] = outcomes.get(lib.outcome.value, 0) + 1
-    return {
+    doc: dict[str, Any] = {
         "path": w.scan.path,
         "filename": meta.filename,
         "name": meta.name,
@@ -125,6 +173,11 @@ def _wheel(w: WheelAnalysis) -> dict[str, Any]:
         ],
         "summary": {"binaries": len(w.binaries), "libraries": len(libraries), "outcomes": outcomes},
     }
+    if w.macho:  # only present for wheels with Mach-O members, so ELF documents are unchanged
+        doc["macho_binaries"] = [_macho_binary(m) for m in w.macho]
+        summary: dict[str, Any] = doc["summary"]
+        summary["macho_binaries"] = len(w.macho)
+    return doc
 
 
 def inspect_document(analysis: Analysis) -> dict[str, Any]:

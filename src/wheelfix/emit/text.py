@@ -18,6 +18,7 @@ _LABEL = {
     Outcome.GPU_DRIVER: "gpu driver",
     Outcome.PYTHON: "python",
     Outcome.GLIBC: "glibc",
+    Outcome.MACOS_SYSTEM: "macos",
 }
 _MAX_MEMBERS = 4
 
@@ -41,10 +42,11 @@ def _where(lib: Library) -> str:
 def _wheel(w: WheelAnalysis, verbose: bool) -> list[str]:
     meta = w.scan.meta
     libs = w.libraries()
+    macho = f", {len(w.macho)} Mach-O binaries" if w.macho else ""
     lines = [
         f"{meta.filename}",
         f"  {meta.name} {meta.version}; tags {', '.join(meta.platform_tags)}; "
-        f"{w.scan.member_count} members, {len(w.binaries)} ELF binaries, {len(libs)} libraries needed",
+        f"{w.scan.member_count} members, {len(w.binaries)} ELF binaries{macho}, {len(libs)} libraries needed",
     ]
     for lib in libs:
         hint = "" if lib.required else " (dlopen hint)"
@@ -68,6 +70,23 @@ def _wheel(w: WheelAnalysis, verbose: bool) -> list[str]:
             versions = elf.symbol_versions()
             if versions:
                 lines.append("      symbol versions: " + ", ".join(versions.values()))
+        for m in w.macho:
+            lines.append(
+                f"  [{m.kind}] {m.binary.member} ({m.binary.format}, {', '.join(m.binary.macho.archs)})"
+            )
+            for sl, view in zip(m.binary.macho.slices, m.slices, strict=True):
+                signed = "signed" if sl.code_signature is not None else "unsigned"
+                lines.append(
+                    f"    {sl.arch}: {sl.filetype}, minos {sl.minos or '?'}, {signed}, "
+                    f"{sl.header_padding} bytes header padding"
+                )
+                if sl.id_dylib is not None:
+                    lines.append(f"      id: {sl.id_dylib.name}")
+                for rp in sl.rpaths:
+                    lines.append(f"      rpath: {rp}")
+                for n in view.needs:
+                    weak = "" if n.required else " (weak)"
+                    lines.append(f"      {n.soname}{weak}: {_LABEL[n.resolution.outcome]}")
     return lines
 
 
