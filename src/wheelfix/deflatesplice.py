@@ -27,6 +27,7 @@ import bisect
 import ctypes
 import ctypes.util
 import hashlib
+import itertools
 import os
 import zlib
 from collections.abc import Callable, Iterator
@@ -382,34 +383,54 @@ def _check_junctions(
     and compare with the new content. The copied blocks in between decode as they did in the original
     stream: they start where the 32 KiB before them are unchanged. A mismatch is a bug: raise."""
     for offset, start_out, end_out in checkpoints:
-        lo = max(0, start_out - WINDOW)
-        inflater = (
-            zlib.decompressobj(-15, zdict=read_new(lo, start_out - lo))
-            if start_out
-            else zlib.decompressobj(-15)
-        )
-        want = min(new_size, end_out + 2 * WINDOW) - start_out
-        got = 0
-        for chunk in _read_pieces(pieces, read_source, offset):
-            data = inflater.decompress(chunk, want - got)
+        try:
+            _check_junction(pieces, offset, start_out, end_out, read_source, read_new, new_size)
+        except zlib.error as e:  # garbage at a junction: as much a bug as a mismatch
+            raise SpliceError(f"spliced stream does not decode after {start_out}: {e}") from None
+
+
+def _check_junction(
+    pieces: tuple[Piece, ...],
+    offset: int,
+    start_out: int,
+    end_out: int,
+    read_source: Callable[[int, int], bytes],
+    read_new: Callable[[int, int], bytes],
+    new_size: int,
+) -> None:
+    """One junction of _check_junctions."""
+    lo = max(0, start_out - WINDOW)
+    inflater = (
+        zlib.decompressobj(-15, zdict=read_new(lo, start_out - lo)) if start_out else zlib.decompressobj(-15)
+    )
+    want = min(new_size, end_out + 2 * WINDOW) - start_out
+    got = 0
+    chunks = _read_pieces(pieces, read_source, offset)
+    for chunk in chunks:
+        data = inflater.decompress(chunk, want - got)
+        if data != read_new(start_out + got, len(data)):
+            raise SpliceError(f"spliced stream differs from the new content near {start_out + got}")
+        got += len(data)
+        while got < want and inflater.unconsumed_tail:
+            data = inflater.decompress(inflater.unconsumed_tail, want - got)
+            if not data:
+                break
             if data != read_new(start_out + got, len(data)):
                 raise SpliceError(f"spliced stream differs from the new content near {start_out + got}")
             got += len(data)
-            while got < want and inflater.unconsumed_tail:
-                data = inflater.decompress(inflater.unconsumed_tail, want - got)
-                if not data:
-                    break
-                if data != read_new(start_out + got, len(data)):
-                    raise SpliceError(f"spliced stream differs from the new content near {start_out + got}")
-                got += len(data)
-            if got >= want or inflater.eof:
+        if got >= want or inflater.eof:
+            break
+    if got != want:
+        raise SpliceError(f"spliced stream ends early: {got} of {want} bytes after {start_out}")
+    if end_out == new_size and want == new_size - start_out and not inflater.eof:
+        # the rest of the stream (e.g. a copied empty final block, in a later piece) must add nothing
+        for chunk in itertools.chain([inflater.unconsumed_tail], chunks):
+            if inflater.decompress(chunk, 1):
+                raise SpliceError("spliced stream decodes to more than the new content")
+            if inflater.eof:
                 break
-        if got != want:
-            raise SpliceError(f"spliced stream ends early: {got} of {want} bytes after {start_out}")
-        if end_out == new_size and want == new_size - start_out and not inflater.eof:
-            inflater.decompress(inflater.unconsumed_tail)
-            if not inflater.eof:
-                raise SpliceError("spliced stream does not end where the new content ends")
+        if not inflater.eof:
+            raise SpliceError("spliced stream does not end where the new content ends")
 
 
 def hash_fd(fd: int, size: int) -> tuple[int, bytes]:

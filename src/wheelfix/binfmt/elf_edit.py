@@ -16,11 +16,13 @@ Strategy (the repairwheel-style "append a segment", never moving existing sectio
 * The dynamic table is rewritten in place when its entries still fit (spare DT_NULL slots are common);
   otherwise it moves into the new segment (with a few spare DT_NULL slots for later edits), which is then
   writable (ld.so adjusts ``.dynamic`` in memory), and PT_DYNAMIC points there.
-* The new segment needs a program header. A PT_NULL entry is reused if there is one; otherwise the program
-  header table itself moves into the new segment (e_phoff changes, PT_PHDR follows). For files with an
-  interpreter (executables) the new segment keeps the first segment's ``p_vaddr - p_offset``, so kernels
-  that compute AT_PHDR as ``load address + e_phoff`` (before Linux 5.18) get it right; for shared libraries
-  ld.so reads the table from the file, wherever it is.
+* The new segment needs a program header. In order: a PT_NULL entry is reused; or the table grows in place
+  into free bytes after it, or into room made by moving the notes and ``.interp`` behind it into the new
+  segment (nothing but program headers points at them); or, in a shared library, the optional PT_PHDR
+  entry becomes the new PT_LOAD. All three keep the table where ``strip``/``objcopy`` expect it. Failing
+  them, the table moves into the new segment (e_phoff changes, PT_PHDR follows); for executables the new
+  segment then keeps the first segment's ``p_vaddr - p_offset``, so kernels that compute AT_PHDR as
+  ``load address + e_phoff`` (before Linux 5.18) get it right (at most 16 MiB of padding, else refused).
 * The new segment starts on a page boundary in memory above every existing segment (no page is shared with
   another segment's memory), with ``p_offset % p_align == p_vaddr % p_align`` and ``p_align`` the largest
   alignment of the existing PT_LOADs (at least 4 KiB), so 64 KiB-page arm64/ppc64le systems work. The new
@@ -55,6 +57,7 @@ DT_VERDEF, DT_VERNEED = 0x6FFFFFFC, 0x6FFFFFFE
 _STRING_TAGS = (DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH, DT_AUXILIARY, DT_FILTER)
 SPARE_DYNAMIC_SLOTS = 4  # DT_NULL entries left after a moved dynamic table, for later edits in place
 MIN_PAGE = 0x1000
+MAX_PADDING = 16 << 20  # bytes of zeros an executable's edit may add to keep AT_PHDR right
 
 
 class ElfEditError(BinaryFormatError):
@@ -325,18 +328,28 @@ def plan_patch(
     ElfEditError for one that cannot take the edit."""
     info = parse_elf(data, scan_strings=False)  # full validation first: bounds of everything below
     lay = _Layout(data)
+    for p in lay.phdrs:  # gABI rules the reader does not enforce but the layout below relies on
+        if p.type != PT_NULL and (
+            p.filesz > p.memsz
+            or p.align & (p.align - 1)
+            or (p.type == PT_LOAD and p.vaddr + p.memsz > 1 << (64 if lay.is64 else 32))
+        ):
+            raise ElfEditError(f"malformed program header (type {p.type:#x}, offset {p.offset:#x})")
     size = len(data)
     overrides: dict[int, bytes] = {}
-    has_null_slot = any(p.type == PT_NULL for p in lay.phdrs)
-    new_phnum = lay.phnum if has_null_slot else lay.phnum + 1
-    # The new segment: the program header table first when it has to move (no PT_NULL to reuse).
+    # A slot for the new PT_LOAD, so that the table stays where strip and objcopy expect it: a PT_NULL
+    # entry; or room after the table (free bytes, or made by moving the notes and .interp that follow it
+    # into the new segment); or, in a shared library (no PT_INTERP), the PT_PHDR entry (optional there:
+    # ld.so finds the table through the PT_LOAD that holds it). Failing all, the table moves to the start
+    # of the new segment (ld.so copes; BFD's strip/objcopy may not).
+    has_interp = any(p.type == PT_INTERP for p in lay.phdrs)
+    reuse: int | None = PT_NULL if any(p.type == PT_NULL for p in lay.phdrs) else None
+    grow = None if reuse is not None else _room_after_table(lay)
+    if reuse is None and grow is None and not has_interp and any(p.type == PT_PHDR for p in lay.phdrs):
+        reuse = PT_PHDR
+    move_table = reuse is None and grow is None
+    new_phnum = lay.phnum if reuse is not None else lay.phnum + 1
     seg = _Segment()
-    # A slot for the new PT_LOAD: a PT_NULL entry; or room after the table (free bytes, or made by moving
-    # the notes and .interp that follow it into the new segment), so the table stays where strip and
-    # objcopy expect it; or, failing both, the table moves to the start of the new segment (where BFD's
-    # strip still copes with it for shared libraries).
-    grow = None if has_null_slot else _room_after_table(lay)
-    move_table = not has_null_slot and grow is None
     table_rel, table_index = seg.put(b"\0" * (new_phnum * lay.phdr.size), 8) if move_table else (0, -1)
     table_bytes = seg.length
 
@@ -357,6 +370,8 @@ def plan_patch(
         if strtab_vaddr is None or strsz is None:
             raise ElfEditError("the dynamic section has no DT_STRTAB/DT_STRSZ")
         strtab_off = lay.vaddr_to_offset(strtab_vaddr)
+        if strtab_off + strsz > size:
+            raise ElfEditError(f"DT_STRSZ ({strsz:#x} at {strtab_off:#x}) runs past the end of the file")
         encoded = value.encode("utf-8")
         if b"\0" in encoded:
             raise ElfEditError("a search path cannot contain NUL")
@@ -437,9 +452,16 @@ def plan_patch(
     align = max([MIN_PAGE, *(p.align for p in loads)])
     max_end = max(p.vaddr + p.memsz for p in loads)
     seg_offset = _align(size, 16)
-    if interp_seg is not None:  # keep the first segment's vaddr - offset (AT_PHDR on old kernels)
+    if interp_seg is not None and move_table:
+        # the table moves: keep the first segment's vaddr - offset, so that kernels before 5.18
+        # (AT_PHDR = load address + e_phoff) point at it; this pads the file up to the memory image
         delta = loads[0].vaddr - loads[0].offset
         seg_offset = max(seg_offset, _align(max_end, align) - delta)
+        if seg_offset - size > MAX_PADDING:
+            raise ElfEditError(
+                f"no room for another program header, and moving the table would pad the file by "
+                f"{seg_offset - size} bytes (its memory image); not done"
+            )
         seg_vaddr = seg_offset + delta
         if seg_vaddr % align != seg_offset % align:
             raise ElfEditError("the first PT_LOAD is not page-aligned; cannot place a new segment")
@@ -466,7 +488,7 @@ def plan_patch(
             q.offset += block_shift
             q.vaddr += vaddr_shift
             q.paddr += vaddr_shift
-        if q.type == PT_PHDR:
+        if q.type == PT_PHDR and reuse != PT_PHDR:
             if move_table:
                 q.offset, q.vaddr = to_segment(table_rel)
                 q.paddr = q.vaddr
@@ -480,8 +502,8 @@ def plan_patch(
             q.paddr = q.vaddr
             q.filesz = q.memsz = dyn_slots * lay.dyn.size
         phdrs.append(q)
-    if has_null_slot:
-        phdrs.remove(next(p for p in phdrs if p.type == PT_NULL))
+    if reuse is not None:
+        phdrs.remove(next(p for p in phdrs if p.type == reuse))
     last_load = max(i for i, p in enumerate(phdrs) if p.type == PT_LOAD)
     phdrs.insert(last_load + 1, new_load)
     table = b"".join(lay.pack_phdr(p) for p in phdrs)
