@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .binfmt import BinaryFormatError
 from .binfmt.elf import ElfInfo, parse_elf
-from .binfmt.elf_edit import ElfPatch, plan_patch
+from .binfmt.elf_edit import ElfEditError, ElfPatch, plan_patch
 from .deflatesplice import (
     InflateError,
     Spliced,
@@ -36,7 +36,7 @@ from .deflatesplice import (
     splice,
     zlib_available,
 )
-from .errors import WheelfixError
+from .errors import BadInput, Problem, WheelfixError
 from .repair import ElfEdit, WheelPlan
 from .wheelfile import CorruptMember, WheelArchive
 
@@ -77,15 +77,17 @@ def verify_edit(edit: ElfEdit, old: ElfInfo, after: bytes | mmap.mmap) -> None:
         raise PatchError(f"{edit.member}: the edit did not do what was planned: {'; '.join(problems)}")
 
 
-def _plan(edit: ElfEdit, data: bytes | mmap.mmap) -> ElfPatch:
+def _plan(wheel: str, edit: ElfEdit, data: bytes | mmap.mmap) -> ElfPatch:
     try:
         return plan_patch(
             data,
             path=(edit.kind, edit.new_value) if edit.changes_path else None,
             interpreter=edit.new_interpreter,
         )
-    except BinaryFormatError as e:
+    except ElfEditError as e:  # a valid file that cannot take this edit
         raise PatchError(f"{edit.member}: cannot edit: {e}") from None
+    except BinaryFormatError as e:  # malformed: bad input (exit 2), like the reader's own errors
+        raise BadInput([Problem(wheel, edit.member, f"malformed ELF: {e}")]) from None
 
 
 def patch_member(
@@ -105,7 +107,7 @@ def patch_member(
         except CorruptMember as e:
             raise PatchError(f"{member}: {e}") from None
         old = parse_elf(before, scan_strings=False)
-        after = _plan(edit, before).apply(before)
+        after = _plan(archive.display, edit, before).apply(before)
         verify_edit(edit, old, after)
         return after
     try:
@@ -132,7 +134,7 @@ def patch_member(
             raise PatchError(f"{member}: CRC-32 or size does not match the central directory")
         with mmap.mmap(tfd, 0, access=mmap.ACCESS_READ) as view:
             old = parse_elf(view, scan_strings=False)
-            patch = _plan(edit, view)
+            patch = _plan(archive.display, edit, view)
         patch.apply_to_fd(tfd)
         with mmap.mmap(tfd, 0, access=mmap.ACCESS_READ) as view:
             verify_edit(edit, old, view)

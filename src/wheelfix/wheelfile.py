@@ -203,7 +203,7 @@ def _read_small(zf: zipfile.ZipFile, info: zipfile.ZipInfo, file: str, limit: in
         )
     try:
         return zf.read(info)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, zlib.error) as e:
         raise BadInput([Problem(file, info.filename, f"cannot read: {e}")]) from None
 
 
@@ -408,6 +408,8 @@ class WheelArchive:
 
     def data_offset(self, info: zipfile.ZipInfo) -> int:
         """Where the member's (compressed) data starts, after checking its local header."""
+        if info.header_offset < 0:  # a central directory that claims data before the archive starts
+            raise CorruptMember(f"local header offset {info.header_offset} is negative")
         header = os.pread(self._fd, 30, info.header_offset)
         if len(header) != 30 or header[:4] != b"PK\x03\x04":
             raise CorruptMember("bad local file header")

@@ -333,8 +333,10 @@ def plan_patch(
             p.filesz > p.memsz
             or p.align & (p.align - 1)
             or (p.type == PT_LOAD and p.vaddr + p.memsz > 1 << (64 if lay.is64 else 32))
+            or (p.type == PT_LOAD and p.offset + p.filesz > len(data))
         ):
-            raise ElfEditError(f"malformed program header (type {p.type:#x}, offset {p.offset:#x})")
+            # malformed input, not an edit this file cannot take: a plain BinaryFormatError
+            raise BinaryFormatError(f"malformed program header (type {p.type:#x}, offset {p.offset:#x})")
     size = len(data)
     overrides: dict[int, bytes] = {}
     # A slot for the new PT_LOAD, so that the table stays where strip and objcopy expect it: a PT_NULL

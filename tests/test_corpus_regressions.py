@@ -1,0 +1,159 @@
+"""Regression tests for what the corpus run and the fuzzers found (issue 6). Each input is built here from
+scratch (or from a host ELF), so the tests need no download.
+
+* fuzz ``zip``: a RECORD whose deflate stream is corrupt escaped as ``zlib.error`` (exit 3, "internal
+  error") instead of a one-line bad-input report (fixed in wheelfile._read_small).
+* fuzz ``zip``: a wheel missing its first bytes gives its first member a negative local header offset
+  (zipfile corrects every offset by the shift); ``os.pread`` then failed with EINVAL (reported, but as
+  "[Errno 22] Invalid argument"; now named).
+* fuzz ``elf-writer``: an ELF with a PT_LOAD whose file offset lies far past the end of the file is accepted
+  by the reader, and ``plan_patch`` pads the output up to that offset: 256 GiB for the input below, a
+  MemoryError (exit 3) or the OOM killer. Open: xfail until plan_patch refuses such a file.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from wheelfix.errors import BadInput
+from wheelfix.wheelfile import WheelArchive
+
+from .test_hostile import write_wheel
+
+WHEEL_NAME = "evil-1.0-cp311-cp311-linux_x86_64.whl"
+RECORD = "evil-1.0.dist-info/RECORD"
+HOST_ELF = Path("/usr/bin/true")
+TIMEOUT = 120
+
+
+def _cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wheelfix", *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=TIMEOUT,
+        cwd=cwd,
+    )
+
+
+def _data_start(raw: bytes, info: zipfile.ZipInfo) -> int:
+    name_len, extra_len = struct.unpack_from("<HH", raw, info.header_offset + 26)
+    return info.header_offset + 30 + name_len + extra_len
+
+
+def test_corrupt_deflate_stream_in_record_is_bad_input(tmp_path: Path) -> None:
+    wheel = write_wheel(tmp_path / WHEEL_NAME, {"evil/__init__.py": b"x = 1\n" * 50})
+    raw = bytearray(wheel.read_bytes())
+    with zipfile.ZipFile(wheel) as zf:
+        info = zf.getinfo(RECORD)
+    assert info.compress_type == zipfile.ZIP_DEFLATED
+    raw[_data_start(raw, info)] = 0x06  # BFINAL=0, BTYPE=11: a reserved (invalid) block type
+    wheel.write_bytes(bytes(raw))
+    with pytest.raises(BadInput) as err, WheelArchive.open(wheel):
+        pass
+    assert err.value.problems[0].member == RECORD
+    run = _cli("inspect", wheel, cwd=tmp_path)
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr and "internal error" not in run.stderr
+    assert run.stderr.startswith(f"wheelfix: error: {wheel}: {RECORD}: cannot read: "), run.stderr
+
+
+def test_negative_local_header_offset_is_named(tmp_path: Path) -> None:
+    wheel = write_wheel(tmp_path / WHEEL_NAME, {"evil/__init__.py": b"x = 1\n"})
+    # Cut the first 7 bytes: zipfile takes the missing bytes for a shift of the whole archive and corrects
+    # every offset by -7, which is right for every member but the first (it would start at -7).
+    wheel.write_bytes(wheel.read_bytes()[7:])
+    run = _cli("inspect", wheel, cwd=tmp_path)
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr and "internal error" not in run.stderr
+    assert "Invalid argument" not in run.stderr
+    assert "local header offset -7 is negative" in run.stderr
+
+
+def _far_load(data: bytes) -> bytes:
+    """``data`` (an ELF64 LE) with its last PT_LOAD moved to file offset/vaddr 256 GiB + its page offset."""
+    out = bytearray(data)
+    phoff, phentsize, phnum = struct.unpack_from("<Q14xHH", out, 32)
+    last = None
+    for i in range(phnum):
+        if struct.unpack_from("<I", out, phoff + i * phentsize)[0] == 1:
+            last = phoff + i * phentsize
+    assert last is not None
+    offset, vaddr = struct.unpack_from("<QQ", out, last + 8)
+    struct.pack_into("<QQQ", out, last + 8, (1 << 38) + offset % 4096, (1 << 38) + vaddr % 4096, 0)
+    return bytes(out)
+
+
+@pytest.fixture
+def far_load_elf(tmp_path: Path) -> Path:
+    if not HOST_ELF.is_file() or HOST_ELF.read_bytes()[:6] != b"\x7fELF\x02\x01":
+        pytest.skip(f"{HOST_ELF} is not an ELF64 LE file")
+    path = tmp_path / "far.elf"
+    path.write_bytes(_far_load(HOST_ELF.read_bytes()))
+    return path
+
+
+# Fixed: plan_patch used to pad the output up to a PT_LOAD lying past the end of the file (256 GiB
+# here); it now refuses such a file as malformed (BinaryFormatError; exit 2 from repair).
+
+
+def test_plan_patch_refuses_a_load_segment_past_the_end(far_load_elf: Path) -> None:
+    # in a subprocess with 2 GiB of address space, so a regression cannot take the machine's memory
+    script = textwrap.dedent(
+        f"""
+        import resource, sys
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+        from wheelfix.binfmt import BinaryFormatError
+        from wheelfix.binfmt.elf_edit import plan_patch
+        data = open({str(far_load_elf)!r}, "rb").read()
+        try:
+            patch = plan_patch(data, path=("RUNPATH", "$ORIGIN"), interpreter="/nix/store/x-glibc/lib/ld.so")
+        except BinaryFormatError as e:
+            print("refused:", e)
+            sys.exit(0)
+        print("planned a", patch.size, "byte file from", len(data), "bytes")
+        sys.exit(1 if patch.size > 1 << 30 else 0)
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=TIMEOUT)
+    assert run.returncode == 0, run.stdout + run.stderr[-500:]
+
+
+def test_repair_refuses_a_load_segment_past_the_end(far_load_elf: Path, tmp_path: Path) -> None:
+    if shutil.which("prlimit") is None:
+        pytest.skip("prlimit is needed to cap the memory of the repair")
+    wheel = write_wheel(tmp_path / WHEEL_NAME, {"evil-1.0.data/scripts/tool": far_load_elf.read_bytes()})
+    out = tmp_path / "out"
+    out.mkdir()
+    run = subprocess.run(
+        [
+            "prlimit",
+            f"--as={2 << 30}",
+            sys.executable,
+            "-m",
+            "wheelfix",
+            "repair",
+            "-o",
+            str(out),
+            "--interpreter",
+            "/nix/store/00000000000000000000000000000000-glibc/lib/ld-linux-x86-64.so.2",
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        cwd=tmp_path,
+    )
+    assert list(out.iterdir()) == []
+    assert run.returncode == 2, run.stderr
+    assert "internal error" not in run.stderr
+    assert "evil-1.0.data/scripts/tool" in run.stderr
