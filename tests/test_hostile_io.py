@@ -198,24 +198,15 @@ def test_full_disk_fails_cleanly(big_wheel: Path, tmp_path: Path) -> None:
     _assert_clean_failure(run, big_wheel, before, out)
 
 
-IO_XFAIL = pytest.mark.xfail(
-    strict=False,
-    reason="wheelfix reports an OSError while writing the output as 'internal error' (exit 3); "
-    "it should be a one-line 'wheelfix: error: <output>: <strerror>' with a distinct, documented exit code",
-)
-
-
-@IO_XFAIL
 def test_unwritable_output_dir_is_a_reported_error_not_internal(big_wheel: Path, tmp_path: Path) -> None:
     run, out = _unwritable_run(big_wheel, tmp_path)
-    assert run.returncode not in (0, 1, 3)
+    assert run.returncode == 4  # EXIT_OUTPUT
     assert "internal error" not in run.stderr
     assert run.stderr.startswith("wheelfix: error: ") and str(out) in run.stderr
 
 
-@IO_XFAIL
 def test_full_disk_is_a_reported_error_not_internal(big_wheel: Path, tmp_path: Path) -> None:
     run, out = _full_disk_run(big_wheel, tmp_path)
-    assert run.returncode not in (0, 1, 3)
+    assert run.returncode == 4  # EXIT_OUTPUT
     assert "internal error" not in run.stderr
     assert run.stderr.startswith("wheelfix: error: ") and str(out) in run.stderr

@@ -23,6 +23,7 @@ from .errors import (
     EXIT_INTERNAL,
     EXIT_OK,
     BadInput,
+    OutputError,
     Problem,
     Unsupported,
     WheelfixError,
@@ -244,14 +245,20 @@ def repair(
     patched = [
         patch_wheel(p, jobs=workers, level=compression_level) for p in plans
     ]  # everything is patched and checked first
-    outdir.mkdir(parents=True, exist_ok=True)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{outdir}: cannot create the output directory: {e.strerror}") from None
     for plan, replacements in zip(plans, patched, strict=True):
         source = Path(plan.wheel.scan.path)
         dest = outdir / source.name
-        if replacements:
-            write_wheel(source, dest, replacements, level=compression_level, jobs=workers)
-        else:
-            copy_atomically(source, dest)
+        try:
+            if replacements:
+                write_wheel(source, dest, replacements, level=compression_level, jobs=workers)
+            else:
+                copy_atomically(source, dest)
+        except OSError as e:
+            raise OutputError(f"{dest}: cannot write: {e.strerror or e}") from None
         click.echo(f"wrote {dest}")
 
 

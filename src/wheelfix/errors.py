@@ -9,7 +9,9 @@ __all__ = [
     "EXIT_FINDINGS",
     "EXIT_INTERNAL",
     "EXIT_OK",
+    "EXIT_OUTPUT",
     "BadInput",
+    "OutputError",
     "Problem",
     "Unsupported",
     "WheelfixError",
@@ -19,6 +21,7 @@ EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 3
+EXIT_OUTPUT = 4  # the output could not be written (directory not writable, disk full, ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,3 +59,9 @@ class Unsupported(WheelfixError):
     """Valid input that this version cannot act on (e.g. repairing Mach-O): exit 1, nothing written."""
 
     exit_code = EXIT_FINDINGS
+
+
+class OutputError(WheelfixError):
+    """Writing the output failed (nothing is left behind: outputs are written to a temp name and renamed)."""
+
+    exit_code = EXIT_OUTPUT
