@@ -65,6 +65,7 @@
                   jsonschema
                   pyelftools
                   zstandard
+                  hypothesis
                   mypy
                 ]
               ))

@@ -17,6 +17,7 @@ import argparse
 import hashlib
 import json
 import multiprocessing
+import resource
 import sys
 import time
 import traceback
@@ -29,7 +30,13 @@ sys.path.insert(0, str(HERE))
 FINDINGS = HERE.parent / "bench" / "results" / "fuzz-findings"  # gitignored
 
 
-def fuzz_one(name: str, seconds: float, examples: int, seed: int | None) -> dict[str, Any]:
+def fuzz_one(
+    name: str, seconds: float, examples: int, seed: int | None, max_gb: float = 2.0
+) -> dict[str, Any]:
+    # A runaway allocation must become a MemoryError (a finding), not the OOM killer on a shared machine:
+    # an unguarded run of this harness set was OOM-killed at 24 GB.
+    limit = int(max_gb * (1 << 30))
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     import harnesses
     from hypothesis import HealthCheck, given, settings
     from hypothesis import seed as hseed
@@ -88,7 +95,7 @@ def fuzz_one(name: str, seconds: float, examples: int, seed: int | None) -> dict
     }
 
 
-def _worker(args: tuple[str, float, int, int | None]) -> dict[str, Any]:
+def _worker(args: tuple[str, float, int, int | None, float]) -> dict[str, Any]:
     return fuzz_one(*args)
 
 
@@ -103,13 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="harnesses run at the same time [1]")
     parser.add_argument("--examples", type=int, default=2000, help="examples per hypothesis round [2000]")
     parser.add_argument("--seed", type=int, default=None, help="hypothesis seed (reproducible runs)")
+    parser.add_argument("--max-gb", type=float, default=2.0, help="address-space limit per harness [2]")
     parser.add_argument("--results", type=Path, default=HERE.parent / "bench" / "results" / "fuzz.json")
     args = parser.parse_args(argv)
     names = args.names or list(harnesses.HARNESSES)
     unknown = sorted(set(names) - set(harnesses.HARNESSES))
     if unknown:
         parser.error(f"unknown harness: {', '.join(unknown)}")
-    work = [(n, args.minutes * 60, args.examples, args.seed) for n in names]
+    work = [(n, args.minutes * 60, args.examples, args.seed, args.max_gb) for n in names]
     if args.jobs > 1:
         with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
             results = pool.map(_worker, work)

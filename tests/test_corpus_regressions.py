@@ -157,3 +157,32 @@ def test_repair_refuses_a_load_segment_past_the_end(far_load_elf: Path, tmp_path
     assert run.returncode == 2, run.stderr
     assert "internal error" not in run.stderr
     assert "evil-1.0.data/scripts/tool" in run.stderr
+
+
+def test_plan_patch_refuses_values_that_do_not_fit_the_elf_class(tmp_path: Path) -> None:
+    """Fuzz finding (elf-writer harness, a mutated /usr/bin/true): a PT_LOAD high in the address space
+    makes the new segment's address overflow 64 bits; packing it raised struct.error (an internal
+    error). It must be a BinaryFormatError (bad input)."""
+    from wheelfix.binfmt import BinaryFormatError
+    from wheelfix.binfmt.elf_edit import plan_patch
+
+    from .conftest import require_tool
+
+    gcc = require_tool("gcc")
+    src = tmp_path / "m.c"
+    src.write_text("int main(void) { return 0; }\n")
+    exe = tmp_path / "m"
+    subprocess.run([gcc, "-o", str(exe), str(src)], check=True)
+    data = bytearray(exe.read_bytes())
+    phoff, phnum = int.from_bytes(data[32:40], "little"), int.from_bytes(data[56:58], "little")
+    loads = [
+        phoff + i * 56
+        for i in range(phnum)
+        if int.from_bytes(data[phoff + i * 56 : phoff + i * 56 + 4], "little") == 1
+    ]
+    last = loads[-1]
+    memsz = int.from_bytes(data[last + 40 : last + 48], "little")
+    # the last PT_LOAD ends just below 2**64: legal, but a segment above it cannot be addressed
+    data[last + 16 : last + 24] = ((1 << 64) - memsz - 8).to_bytes(8, "little")
+    with pytest.raises(BinaryFormatError):
+        plan_patch(bytes(data), path=("RUNPATH", "$ORIGIN"), interpreter="/nix/store/" + "x" * 60 + "/ld.so")

@@ -40,6 +40,8 @@ class ElfEdit:
 
     @property
     def changes_path(self) -> bool:
+        if self.old_kind is None and not self.new_value:
+            return False  # no search path before, nothing to add: no empty tag
         return (self.kind, self.new_value) != (self.old_kind, self.old_value)
 
 

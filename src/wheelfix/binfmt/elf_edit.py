@@ -324,8 +324,15 @@ def plan_patch(
     data: Buffer, *, path: tuple[str, str] | None = None, interpreter: str | None = None
 ) -> ElfPatch:
     """Plan setting the search path (``path = (kind, value)``, kind "RUNPATH" or "RPATH"; the other tag is
-    removed) and/or the interpreter. Raises BinaryFormatError for a file that does not parse and
-    ElfEditError for one that cannot take the edit."""
+    removed) and/or the interpreter. Raises BinaryFormatError for a file that does not parse (or whose
+    values cannot be written back) and ElfEditError for one that cannot take the edit."""
+    try:
+        return _plan_patch(data, path=path, interpreter=interpreter)
+    except (struct.error, OverflowError) as e:  # a field whose new value does not fit (hostile input)
+        raise BinaryFormatError(f"a header value is out of range for this ELF class: {e}") from None
+
+
+def _plan_patch(data: Buffer, *, path: tuple[str, str] | None, interpreter: str | None) -> ElfPatch:
     info = parse_elf(data, scan_strings=False)  # full validation first: bounds of everything below
     lay = _Layout(data)
     for p in lay.phdrs:  # gABI rules the reader does not enforce but the layout below relies on

@@ -125,6 +125,7 @@ let
     jsonschema = pythonPackage "jsonschema";
     pyelftools = pythonPackage "pyelftools";
     zstandard = pythonPackage "zstandard";
+    hypothesis = pythonPackage "hypothesis";
     mypy = pythonPackage "mypy";
   };
 
