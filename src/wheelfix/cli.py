@@ -6,7 +6,7 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import click
@@ -310,21 +310,26 @@ def db_build(
     )
 
 
+def _kb_options(f: Callable[..., None]) -> Callable[..., None]:
+    """--data and --preferences: the knowledge base's files, for `lookup` and `nix`."""
+    f = click.option(
+        "--preferences",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="A preferences TSV instead of the packaged soname-preferences.tsv.",
+    )(f)
+    return click.option(
+        "--data",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="A table written by `wheelfix db build` instead of the packaged one.",
+    )(f)
+
+
 @cli.command()
 @click.argument("sonames", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (schema: wheelfix/schema/lookup-v1.json).")
-@click.option(
-    "--data",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="A table written by `wheelfix db build` instead of the packaged one.",
-)
-@click.option(
-    "--preferences",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="A preferences TSV instead of the packaged soname-preferences.tsv.",
-)
+@_kb_options
 @click.option(
     "--nixpkgs",
     default=None,
@@ -390,18 +395,7 @@ def lookup(
     default=None,
     help="Write the fragment to this file (atomically) instead of printing it.",
 )
-@click.option(
-    "--data",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="A table written by `wheelfix db build` instead of the packaged one.",
-)
-@click.option(
-    "--preferences",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="A preferences TSV instead of the packaged soname-preferences.tsv.",
-)
+@_kb_options
 def nix_fragment(
     wheels: tuple[Path, ...],
     jobs: int | None,
