@@ -13,7 +13,6 @@ scratch (or from a host ELF), so the tests need no download.
 
 from __future__ import annotations
 
-import shutil
 import struct
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import pytest
 from wheelfix.errors import BadInput
 from wheelfix.wheelfile import WheelArchive
 
+from .conftest import require_tool, unavailable
 from .test_hostile import write_wheel
 
 WHEEL_NAME = "evil-1.0-cp311-cp311-linux_x86_64.whl"
@@ -96,7 +96,7 @@ def _far_load(data: bytes) -> bytes:
 @pytest.fixture
 def far_load_elf(tmp_path: Path) -> Path:
     if not HOST_ELF.is_file() or HOST_ELF.read_bytes()[:6] != b"\x7fELF\x02\x01":
-        pytest.skip(f"{HOST_ELF} is not an ELF64 LE file")
+        unavailable(f"{HOST_ELF} is not an ELF64 LE file")
     path = tmp_path / "far.elf"
     path.write_bytes(_far_load(HOST_ELF.read_bytes()))
     return path
@@ -129,8 +129,7 @@ def test_plan_patch_refuses_a_load_segment_past_the_end(far_load_elf: Path) -> N
 
 
 def test_repair_refuses_a_load_segment_past_the_end(far_load_elf: Path, tmp_path: Path) -> None:
-    if shutil.which("prlimit") is None:
-        pytest.skip("prlimit is needed to cap the memory of the repair")
+    require_tool("prlimit")  # caps the memory of the repair
     wheel = write_wheel(tmp_path / WHEEL_NAME, {"evil-1.0.data/scripts/tool": far_load_elf.read_bytes()})
     out = tmp_path / "out"
     out.mkdir()
@@ -165,8 +164,6 @@ def test_plan_patch_refuses_values_that_do_not_fit_the_elf_class(tmp_path: Path)
     error). It must be a BinaryFormatError (bad input)."""
     from wheelfix.binfmt import BinaryFormatError
     from wheelfix.binfmt.elf_edit import plan_patch
-
-    from .conftest import require_tool
 
     gcc = require_tool("gcc")
     src = tmp_path / "m.c"

@@ -7,14 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("hypothesis")
-
 from hypothesis import HealthCheck, given, settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
 
 import harnesses
+
+from .conftest import unavailable
 
 
 @pytest.mark.parametrize("name", list(harnesses.HARNESSES))
@@ -24,7 +23,7 @@ def test_harness_runs(name: str) -> None:
     try:
         seeds.get(name, harnesses.macho_seeds)()
     except RuntimeError as exc:  # no seed on this host (e.g. no Mach-O toolchain and no cached wheel)
-        pytest.skip(str(exc))
+        unavailable(str(exc))
 
     @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(**strategies)

@@ -26,6 +26,7 @@ import pytest
 from wheelfix.binfmt import BinaryFormatError
 from wheelfix.binfmt.macho import MAX_LOAD_COMMANDS, parse_macho
 
+from .conftest import unavailable
 from .test_hostile import write_wheel
 
 WHEEL_NAME = "evil-1.0-cp311-cp311-linux_x86_64.whl"
@@ -160,7 +161,7 @@ def _unwritable_run(big_wheel: Path, tmp_path: Path) -> tuple[subprocess.Complet
     with _tmpfs(out, "ro") as mounted:
         if not mounted:
             if os.geteuid() == 0:
-                pytest.skip("root cannot be denied by a mode 0555 directory and tmpfs cannot be mounted")
+                unavailable("root cannot be denied by a mode 0555 directory and tmpfs cannot be mounted")
             out.chmod(0o555)
         try:
             return _run("repair", "-o", out, big_wheel, cwd=tmp_path), out
