@@ -4,7 +4,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+import venv
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -60,3 +61,30 @@ def run_cli() -> RunCli:
         )
 
     return run
+
+
+def fresh_venv(where: Path, wheels: Sequence[Path]) -> Path:
+    """A new venv at ``where`` with exactly ``wheels`` installed (no dependencies, no index), by this
+    interpreter's pip; returns its prefix."""
+    venv.EnvBuilder(with_pip=False).create(where)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(where / "bin/python"),
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            "--no-compile",
+            "--disable-pip-version-check",
+            *map(str, wheels),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return where

@@ -8,12 +8,11 @@ import hashlib
 import os
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
 import pytest
 
-from .conftest import RunCli, require_tool
+from .conftest import RunCli, fresh_venv, require_tool
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "testdata" / "wheels"))
 import generate
@@ -58,23 +57,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 def install(wheel: Path, where: Path) -> Path:
     """A fresh venv with only this wheel in it; returns its site-packages."""
-    venv.EnvBuilder(with_pip=False).create(where)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            str(where / "bin/python"),
-            "install",
-            "-q",
-            "--no-deps",
-            "--no-index",
-            "--disable-pip-version-check",
-            str(wheel),
-        ],
-        check=True,
-    )
+    fresh_venv(where, [wheel])
     (site,) = where.glob("lib/python3*/site-packages")
     return site
 

@@ -35,7 +35,6 @@ import shutil
 import struct
 import subprocess
 import sys
-import venv
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,7 +43,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import require_tool, unavailable
+from .conftest import fresh_venv, require_tool, unavailable
 from .realwheels.fetch import fetch, load_manifest
 from .test_real_wheels import readelf_facts
 
@@ -374,26 +373,8 @@ class RealRepairs:
     def venv(self, name: str, *, repaired: bool) -> Path:
         """A fresh venv with the wheel and its deps (original or repaired) installed; returns its prefix."""
         where = self.tmp.mktemp(f"venv-{name}-{'after' if repaired else 'before'}")
-        venv.EnvBuilder(with_pip=False).create(where)
         wheels = [self.repaired(n) if repaired else self.source(n) for n in (*CASES[name].deps, name)]
-        proc = _run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "--python",
-                str(where / "bin/python"),
-                "install",
-                "-q",
-                "--no-deps",
-                "--no-index",
-                "--no-compile",
-                "--disable-pip-version-check",
-                *map(str, wheels),
-            ]
-        )
-        assert proc.returncode == 0, proc.stderr
-        return where
+        return fresh_venv(where, wheels)
 
     def modules(self, name: str) -> list[str]:
         return list(CASES[name].modules) or extension_modules(self.source(name))
