@@ -237,47 +237,44 @@ def _dynamic(lay: _Layout) -> tuple[_Phdr, list[tuple[int, int]], int]:
     return seg, entries, capacity
 
 
-def _string_refs(lay: _Layout, entries: list[tuple[int, int]], strtab_off: int, strsz: int) -> Iterator[int]:
+# Version chains as (header format, its count / aux offset / next fields, its name field or None,
+# aux format, its name / next fields): Elf_Verneed + Elf_Vernaux, Elf_Verdef + Elf_Verdaux.
+_VERSION_CHAINS = {
+    DT_VERNEED: ("HHIII", 1, 3, 4, 2, "IHHII", 3, 4),
+    DT_VERDEF: ("HHHHIII", 3, 5, 6, None, "II", 0, 1),
+}
+
+
+def _version_names(lay: _Layout, tag: int, vaddr: int) -> Iterator[int]:
+    """The string-table offsets a version-need or version-definition chain names."""
+    head_fmt, cnt_i, aux_i, next_i, name_i, aux_fmt, aux_name_i, aux_next_i = _VERSION_CHAINS[tag]
+    head, aux = struct.Struct(lay.e + head_fmt), struct.Struct(lay.e + aux_fmt)
+    off = lay.vaddr_to_offset(vaddr)
+    for _ in range(1 << 16):
+        h = head.unpack_from(lay.data, off)
+        if name_i is not None:
+            yield h[name_i]
+        a = off + h[aux_i]
+        for _ in range(h[cnt_i]):
+            x = aux.unpack_from(lay.data, a)
+            yield x[aux_name_i]
+            if not x[aux_next_i]:
+                break
+            a += x[aux_next_i]
+        if not h[next_i]:
+            break
+        off += h[next_i]
+
+
+def _string_refs(lay: _Layout, entries: list[tuple[int, int]]) -> Iterator[int]:
     """Every string-table offset something in the file points at (to know whether a string may be
     overwritten in place). Yields -1 when it cannot tell (no section headers to find the symbols)."""
     for tag, val in entries:
         if tag in _STRING_TAGS:
             yield val
-    tags = dict(entries)
-    # version needs: vn_file, vna_name
-    if DT_VERNEED in tags:
-        off = lay.vaddr_to_offset(tags[DT_VERNEED])
-        vn = struct.Struct(lay.e + "HHIII")
-        vna = struct.Struct(lay.e + "IHHII")
-        for _ in range(1 << 16):
-            _v, cnt, file_, aux, nxt = vn.unpack_from(lay.data, off)
-            yield file_
-            a = off + aux
-            for _ in range(cnt):
-                _h, _f, _o, name, anext = vna.unpack_from(lay.data, a)
-                yield name
-                if not anext:
-                    break
-                a += anext
-            if not nxt:
-                break
-            off += nxt
-    if DT_VERDEF in tags:
-        off = lay.vaddr_to_offset(tags[DT_VERDEF])
-        vd = struct.Struct(lay.e + "HHHHIII")
-        vda = struct.Struct(lay.e + "II")
-        for _ in range(1 << 16):
-            _v, _f, _n, cnt, _h, aux, nxt = vd.unpack_from(lay.data, off)
-            a = off + aux
-            for _ in range(cnt):
-                name, anext = vda.unpack_from(lay.data, a)
-                yield name
-                if not anext:
-                    break
-                a += anext
-            if not nxt:
-                break
-            off += nxt
+    for tag, val in entries:
+        if tag in _VERSION_CHAINS:
+            yield from _version_names(lay, tag, val)
     dynsyms = [s for s in lay.sections if s[1] == SHT_DYNSYM]
     if not dynsyms:
         yield -1
@@ -393,10 +390,7 @@ def _plan_patch(data: Buffer, *, path: tuple[str, str] | None, interpreter: str 
                 str_index = current
             elif len(encoded) <= old_len:
                 others = [e for e in entries if e != (want_tag, current)]
-                clash = any(
-                    r < 0 or current <= r <= current + old_len
-                    for r in _string_refs(lay, others, strtab_off, strsz)
-                )
+                clash = any(r < 0 or current <= r <= current + old_len for r in _string_refs(lay, others))
                 if not clash:
                     overrides[strtab_off + current] = encoded + b"\0" * (old_len + 1 - len(encoded))
                     str_index = current
