@@ -21,9 +21,9 @@
   and unchanged members are copied while the pool compresses. CRC-32 and sha256 of each replacement run on
   the same pool (zlib and hashlib release the GIL). A replaced member keeps its name, date/time,
   attributes, extra fields and comment, and becomes ``ZIP_DEFLATED``.
-* **Spliced members** (:class:`wheelfix.deflatesplice.Spliced`, made by the patcher) arrive already compressed:
-  fresh deflate bytes plus byte ranges of ``source`` itself, streamed in order; their CRC-32, sha256 and size
-  come with them.
+* **Spliced members** (:class:`wheelfix.deflatesplice.Spliced`, made by the patcher) arrive already
+  compressed: fresh deflate bytes plus byte ranges of ``source`` itself, streamed in order; their CRC-32,
+  sha256 and size come with them.
 * **RECORD is edited line by line.** It is split into lines keeping their endings; each line is parsed on
   its own with :mod:`csv`; only the rows of replaced members are rewritten (``sha256=<urlsafe b64, no
   padding>`` and the new size, serialised by ``csv.writer`` with that line's own terminator). Every other
