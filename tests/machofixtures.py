@@ -110,6 +110,16 @@ def build(
     return out
 
 
+def dylib_cmdsize(name: str) -> int:
+    """cmdsize of a 64-bit dylib load command naming ``name``: 24 fixed bytes, the name, NUL, 8-aligned."""
+    return (24 + len(name.encode()) + 1 + 7) & ~7
+
+
+def rpath_cmdsize(path: str) -> int:
+    """cmdsize of a 64-bit LC_RPATH: 12 fixed bytes, the path, NUL, 8-aligned."""
+    return (12 + len(path.encode()) + 1 + 7) & ~7
+
+
 def build_object(out: Path, arch: str = "i386", min_os: str = "10.9") -> Path:
     """A relocatable object (MH_OBJECT); the only way to a 32-bit Mach-O with this toolchain."""
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -275,15 +275,23 @@ def test_real_macos_wheels_inspect_and_check(run_cli: RunCli, entry: dict[str, A
         assert "minos" not in found, found
 
 
-def test_repair_refuses_macos_wheels_without_writing(
+def test_repair_of_demo_without_libraries_lists_what_is_missing(
     run_cli: RunCli, demo: dict[str, Path], tmp_path: Path
 ) -> None:
-    """Repair of Mach-O binaries is not wired in yet: a clear refusal (exit 1), never a silent copy."""
+    """The demo's leaked Homebrew libomp and its @executable_path library are found nowhere: exit 1, one
+    line each, nothing written (the weak libmissing is optional and not listed)."""
     wheel = next(iter(demo.values()))
     before = wheel.read_bytes()
     out = tmp_path / "out"
     proc = run_cli("repair", wheel, "-o", out)
     assert proc.returncode == 1, proc.stderr
-    assert "not supported yet" in proc.stderr and "Traceback" not in proc.stderr
+    missing = sorted(
+        {line.split(" needed by ")[0] for line in proc.stderr.splitlines() if line.startswith("missing")}
+    )
+    assert missing == [
+        "missing: /opt/homebrew/opt/libomp/lib/libomp.dylib",
+        "missing: @executable_path/../lib/libexe.dylib",
+    ]
+    assert "Traceback" not in proc.stderr
     assert not out.exists()
     assert wheel.read_bytes() == before

@@ -25,7 +25,6 @@ from .errors import (
     BadInput,
     OutputError,
     Problem,
-    Unsupported,
     WheelfixError,
 )
 from .libpath import LibIndex, dirs_from_env
@@ -226,16 +225,11 @@ def repair(
                 f"{outdir} holds the input {w.name}: it would be overwritten", param_hint="-o"
             )
     analysis = _analyze(wheels, jobs, max_size, max_ratio)
-    macos = [w.scan.meta.filename for w in analysis.wheels if w.macho]
-    if macos:  # Mach-O analysis exists (inspect, check); rewriting install names is not wired in yet
-        raise Unsupported(
-            f"{', '.join(macos)}: repairing macOS (Mach-O) binaries is not supported yet; nothing written"
-        )
     dirs = [*lib_paths, *(dirs_from_env(os.environ) if from_env else [])]
     plans = plan_repair(
         analysis, LibIndex.from_dirs(dirs), allow=allow, rpath_kind=rpath_kind, interpreter=interpreter
     )
-    if any(p.missing for p in plans):
+    if any(p.missing or p.no_room for p in plans):
         click.echo(render_missing(plans), nl=False, err=True)
         sys.exit(EXIT_FINDINGS)
     click.echo(render_plan(plans, dry_run=dry_run), nl=False)

@@ -1,17 +1,22 @@
 """Libraries outside the wheels that a repair may point binaries at: ``--lib-path DIR`` directories.
 
 Like nixpkgs' autoPatchelf, a directory is searched flat (no recursion) and a file only counts when its ELF
-class, endianness and machine match the binary that needs it. Nothing else on the host is looked at.
+class, endianness and machine match the binary that needs it. Mach-O libraries (thin or fat) count for a
+slice when they have a slice of the same architecture, and are found by the file name of an install name
+(``@rpath/libomp.dylib`` -> ``libomp.dylib``). Nothing else on the host is looked at.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .binfmt import BinaryFormatError
 from .binfmt.elf import ElfInfo, machine_name
+from .binfmt.macho import FAT_MAGIC, FAT_MAGIC_64, MH_MAGIC, MH_MAGIC_64, parse_macho
 
 __all__ = ["FoundLib", "LibIndex", "dirs_from_env"]
 
@@ -32,6 +37,24 @@ class _Entry:
     machine: str
 
 
+_MACHO_MAGICS = {m.to_bytes(4, order) for m in (MH_MAGIC, MH_MAGIC_64) for order in ("little", "big")} | {
+    FAT_MAGIC.to_bytes(4, "big"),
+    FAT_MAGIC_64.to_bytes(4, "big"),
+}
+
+
+def _macho_archs(path: str) -> frozenset[str] | None:
+    """The architectures of a Mach-O file (thin or fat); None for anything else or a malformed file."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) not in _MACHO_MAGICS:
+                return None
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:  # only the headers are read
+                return frozenset(parse_macho(data).archs)
+    except (OSError, ValueError, BinaryFormatError):
+        return None
+
+
 def _ident(path: str) -> tuple[int, str, str] | None:
     """(class, endian, machine) from an ELF file's fixed header; None for anything else."""
     try:
@@ -47,13 +70,20 @@ def _ident(path: str) -> tuple[int, str, str] | None:
 
 
 class LibIndex:
-    def __init__(self, entries: dict[str, list[_Entry]], dirs: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        entries: dict[str, list[_Entry]],
+        dirs: tuple[str, ...],
+        macho: dict[str, list[tuple[str, str, frozenset[str]]]] | None = None,
+    ) -> None:
         self._entries = entries
+        self._macho = macho or {}  # file name -> [(path, directory, archs)]
         self.dirs = dirs
 
     @classmethod
     def from_dirs(cls, dirs: Sequence[Path]) -> LibIndex:
         entries: dict[str, list[_Entry]] = {}
+        macho: dict[str, list[tuple[str, str, frozenset[str]]]] = {}
         absolute: list[str] = []
         for d in dirs:
             directory = os.path.normpath(os.path.abspath(d))
@@ -69,13 +99,26 @@ class LibIndex:
                 ident = _ident(path)
                 if ident is not None:
                     entries.setdefault(name, []).append(_Entry(path, directory, *ident))
-        return cls(entries, tuple(absolute))
+                    continue
+                archs = _macho_archs(path)
+                if archs is not None:
+                    macho.setdefault(name, []).append((path, directory, archs))
+        return cls(entries, tuple(absolute), macho)
 
     def find(self, soname: str, elf: ElfInfo) -> FoundLib | None:
         """The first file named ``soname`` in the directories (in the order given) that ``elf`` can load."""
         for e in self._entries.get(soname, []):
             if (e.elf_class, e.endian, e.machine) == (elf.elf_class, elf.endian, elf.machine):
                 return FoundLib(soname, e.path, e.directory)
+        return None
+
+    def find_macho(self, install_name: str, arch: str) -> FoundLib | None:
+        """The first Mach-O file named like ``install_name``'s last component (in the directories' order)
+        that has an ``arch`` slice."""
+        name = install_name.rsplit("/", 1)[-1]
+        for path, directory, archs in self._macho.get(name, []):
+            if arch in archs:
+                return FoundLib(name, path, directory)
         return None
 
 

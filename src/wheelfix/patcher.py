@@ -12,6 +12,11 @@ Per edited member, on a thread pool:
    is written for any wheel;
 4. hash it (CRC-32, sha256 for RECORD) and build the new deflate stream.
 
+Mach-O members (:class:`~wheelfix.repair.MachOEdit`) are edited in memory with
+:func:`wheelfix.binfmt.macho_edit.edit_macho`, which re-signs edited slices ad hoc; the result is re-read and
+checked against the plan (install names and LC_RPATHs per slice, nothing else changed) and every signature
+it carries must match the new bytes page by page.
+
 Why an own writer and not patchelf or lief: see the README's design notes (measured there).
 """
 
@@ -25,8 +30,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .binfmt import BinaryFormatError
+from .binfmt.codesign import code_hash_mismatch
 from .binfmt.elf import ElfInfo, parse_elf
 from .binfmt.elf_edit import ElfEditError, ElfPatch, plan_patch
+from .binfmt.macho import parse_macho
+from .binfmt.macho_edit import MachOEditError, edit_macho
 from .deflatesplice import (
     InflateError,
     Spliced,
@@ -37,10 +45,19 @@ from .deflatesplice import (
     zlib_available,
 )
 from .errors import BadInput, Problem, WheelfixError
-from .repair import ElfEdit, WheelPlan
+from .repair import ElfEdit, MachOEdit, WheelPlan
 from .wheelfile import CorruptMember, WheelArchive
 
-__all__ = ["SPLICE_MIN", "PatchError", "Replacement", "patch_member", "patch_wheel", "verify_edit"]
+__all__ = [
+    "SPLICE_MIN",
+    "PatchError",
+    "Replacement",
+    "patch_macho",
+    "patch_member",
+    "patch_wheel",
+    "verify_edit",
+    "verify_macho_edit",
+]
 
 #: Members at least this big (inflated) are spliced; smaller ones are simply recompressed.
 SPLICE_MIN = 256 << 10
@@ -161,18 +178,74 @@ def patch_member(
         return Spliced(patch.size, new_crc, sha, pieces)
 
 
+def verify_macho_edit(edit: MachOEdit, before: bytes, after: bytes) -> None:
+    """Re-read an edited Mach-O file: per slice, the install names and LC_RPATHs the plan wanted, the
+    same architectures, kinds of dylib commands and install id, and a signature that matches the bytes
+    wherever the plan re-signs."""
+    try:
+        old, new = parse_macho(before), parse_macho(after)
+    except BinaryFormatError as e:
+        raise PatchError(f"{edit.member}: patched file does not parse: {e}") from None
+    problems: list[str] = []
+    if old.archs != new.archs:
+        problems.append(f"architectures {old.archs} became {new.archs}")
+    planned = {s.arch: s for s in edit.slices}
+    for o, n in zip(old.slices, new.slices, strict=False):
+        se = planned.get(o.arch)
+        renames = dict(se.rename) if se else {}
+        want_names = [renames.get(d.name, d.name) for d in o.dylibs]
+        want_rpaths = [p for p in o.rpaths if not se or p not in se.delete_rpaths]
+        want_rpaths += list(se.add_rpaths) if se else []
+        if [d.name for d in n.dylibs] != want_names or [d.kind for d in n.dylibs] != [
+            d.kind for d in o.dylibs
+        ]:
+            problems.append(f"{o.arch}: install names are {[d.name for d in n.dylibs]}, wanted {want_names}")
+        if list(n.rpaths) != want_rpaths:
+            problems.append(f"{o.arch}: LC_RPATHs are {list(n.rpaths)}, wanted {want_rpaths}")
+        if (n.id_dylib and n.id_dylib.name) != (o.id_dylib and o.id_dylib.name):
+            problems.append(f"{o.arch}: the install id changed")
+        if se and se.resign and n.code_signature is None:
+            problems.append(f"{o.arch}: not signed")
+        if n.code_signature is not None and se is not None and se.resign:
+            sl = after[n.offset : n.offset + n.size]
+            bad = code_hash_mismatch(sl, n.code_signature.dataoff, n.code_signature.datasize)
+            if bad:
+                problems.append(f"{o.arch}: the code signature does not match: {bad}")
+    if problems:
+        raise PatchError(f"{edit.member}: the edit did not do what was planned: {'; '.join(problems)}")
+
+
+def patch_macho(archive: WheelArchive, info: zipfile.ZipInfo, edit: MachOEdit) -> bytes:
+    """The checked, edited (and re-signed) content of one Mach-O member."""
+    try:
+        before = b"".join(archive.iter_member(info, check_crc=True))
+    except CorruptMember as e:
+        raise PatchError(f"{edit.member}: {e}") from None
+    try:
+        after = edit_macho(before, edit.edits(), name=edit.member)
+    except MachOEditError as e:  # NoRoomError included: the planner should have caught it
+        raise PatchError(f"{edit.member}: cannot edit: {e}") from None
+    except BinaryFormatError as e:
+        raise BadInput([Problem(archive.display, edit.member, f"malformed Mach-O: {e}")]) from None
+    verify_macho_edit(edit, before, after)
+    return after
+
+
 def patch_wheel(plan: WheelPlan, *, jobs: int = 2, level: int = 6) -> dict[str, Replacement]:
     """The patched, checked content of every member the plan edits (empty when it edits none). Members
     are patched ``jobs`` at a time, largest first."""
-    if not plan.edits:
+    if not plan.edits and not plan.macho_edits:
         return {}
     with WheelArchive.open(Path(plan.wheel.scan.path)) as archive:
         infos = {i.filename: i for i in archive.members}
-        edits = sorted(plan.edits, key=lambda e: (-infos[e.member].file_size, e.member))
+        edits: list[ElfEdit | MachOEdit] = [*plan.edits, *plan.macho_edits]
+        edits.sort(key=lambda e: (-infos[e.member].file_size, e.member))
 
-        def one(edit: ElfEdit) -> Replacement:
+        def one(edit: ElfEdit | MachOEdit) -> Replacement:
+            if isinstance(edit, MachOEdit):
+                return patch_macho(archive, infos[edit.member], edit)
             return patch_member(archive, infos[edit.member], edit, level=level)
 
         with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="wheelfix-patch") as pool:
             done = dict(zip([e.member for e in edits], pool.map(one, edits), strict=True))
-    return {e.member: done[e.member] for e in plan.edits}
+    return {m: done[m] for m in [*(e.member for e in plan.edits), *(e.member for e in plan.macho_edits)]}

@@ -10,6 +10,22 @@ DT_RUNPATH, or DT_RPATH when it relies on a loader's inherited DT_RPATH. Executa
 in the lib-path directories (or ``--interpreter``); an executable whose loader is found nowhere is a
 missing need (its PT_INTERP would still say /lib64/...).
 A required need that nothing provides makes the plan incomplete: the repair stops unless ``--allow``.
+
+Mach-O binaries (macOS wheels), per slice: every unresolved install name is looked up by its file name in
+the ``--lib-path`` directories (a library counts when it has a slice of the same architecture). The fix is
+chosen per need and slice:
+
+* by default the install name is rewritten to the library's absolute path (``@rpath/libomp.dylib`` ->
+  ``/nix/store/...-openmp/lib/libomp.dylib``): dyld then loads exactly that file, whatever LC_RPATHs the
+  binary or its loaders carry. Leaked build-machine LC_RPATHs (``/opt/homebrew/opt/libomp/lib``) could
+  otherwise load a host library first, and this is how nixpkgs links on darwin;
+* when those longer names do not fit the header padding, ``@rpath/`` needs keep their name and the slice
+  gets one LC_RPATH per store directory instead, with its leaked build-machine LC_RPATHs deleted (they
+  would be searched first); other names are still rewritten;
+* when neither fits, the repair stops before writing anything, naming the binary, the slice and the bytes
+  missing (:class:`NoRoom`).
+
+Edited slices that were signed, and every edited arm64 slice, are re-signed ad hoc by the patcher.
 """
 
 from __future__ import annotations
@@ -19,10 +35,13 @@ import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .binfmt.macho import MachOSlice
+from .binfmt.macho_edit import MachOEdits, slice_room
 from .libpath import LibIndex
-from .model import Analysis, BinaryAnalysis, Outcome, WheelAnalysis
+from .model import Analysis, ArchView, BinaryAnalysis, MachOAnalysis, Outcome, WheelAnalysis
+from .resolve import BUILD_MACHINE_PREFIXES
 
-__all__ = ["ElfEdit", "Missing", "WheelPlan", "plan_repair"]
+__all__ = ["ElfEdit", "MachOEdit", "Missing", "NoRoom", "SliceEdit", "WheelPlan", "plan_repair"]
 
 _NEEDS_A_PATH = (Outcome.UNRESOLVED, Outcome.MANYLINUX)
 
@@ -53,10 +72,54 @@ class Missing:
 
 
 @dataclass(frozen=True, slots=True)
+class SliceEdit:
+    """The load-command edits of one slice of a Mach-O binary."""
+
+    arch: str
+    strategy: str  # "install-name" (absolute names) or "rpath" (LC_RPATHs for @rpath/ needs)
+    rename: tuple[tuple[str, str], ...]  # (old install name, new install name)
+    add_rpaths: tuple[str, ...]
+    delete_rpaths: tuple[str, ...]  # leaked build-machine LC_RPATHs ("rpath" strategy only)
+    resign: bool  # the slice gets a new ad-hoc signature (it was signed, or it is arm64)
+    needed: int  # bytes of load commands after the edit
+    available: int  # bytes there are for them (sizeofcmds + header padding)
+
+    def edits(self) -> MachOEdits:
+        return MachOEdits(
+            change_names=dict(self.rename), add_rpaths=self.add_rpaths, delete_rpaths=self.delete_rpaths
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MachOEdit:
+    member: str
+    slices: tuple[SliceEdit, ...]  # only the slices that change, in the file's slice order
+
+    def edits(self) -> dict[str, MachOEdits]:
+        return {s.arch: s.edits() for s in self.slices}
+
+
+@dataclass(frozen=True, slots=True)
+class NoRoom:
+    """A slice whose new load commands fit the header padding with no strategy."""
+
+    member: str
+    arch: str
+    needed: int  # the smallest any strategy needs
+    available: int
+
+    @property
+    def missing(self) -> int:
+        return self.needed - self.available
+
+
+@dataclass(frozen=True, slots=True)
 class WheelPlan:
     wheel: WheelAnalysis
     edits: tuple[ElfEdit, ...]
     missing: tuple[Missing, ...]
+    macho_edits: tuple[MachOEdit, ...] = ()
+    no_room: tuple[NoRoom, ...] = ()
 
 
 def _kept_entries(b: BinaryAnalysis) -> list[str]:
@@ -132,6 +195,82 @@ def _plan_binary(
     return edit, missing
 
 
+def _allowed(name: str, allow: Sequence[str]) -> bool:
+    base = posixpath.basename(name)
+    return any(fnmatch.fnmatchcase(name, g) or fnmatch.fnmatchcase(base, g) for g in allow)
+
+
+def _plan_slice(
+    member: str,
+    sl: MachOSlice,
+    index: int,
+    view: ArchView,
+    libs: LibIndex,
+    allow: Sequence[str],
+) -> tuple[SliceEdit | None, list[Missing], NoRoom | None]:
+    missing: list[Missing] = []
+    found: list[tuple[str, str, str]] = []  # (install name, file, directory)
+    for need in view.needs:
+        if need.resolution.outcome is not Outcome.UNRESOLVED or any(n == need.soname for n, _, _ in found):
+            continue
+        lib = libs.find_macho(need.soname, sl.arch)
+        if lib is not None:
+            found.append((need.soname, lib.path, lib.directory))
+        elif need.required and not _allowed(need.soname, allow):
+            missing.append(Missing(member, need.soname, need.resolution.outcome))
+    if not found:
+        return None, missing, None
+    by_name = MachOEdits(change_names={name: path for name, path, _ in found})
+    rpath_dirs: list[str] = []
+    for name, _path, directory in found:
+        if name.startswith("@rpath/") and directory not in rpath_dirs and directory not in sl.rpaths:
+            rpath_dirs.append(directory)
+    by_rpath = MachOEdits(
+        change_names={name: path for name, path, _ in found if not name.startswith("@rpath/")},
+        add_rpaths=tuple(rpath_dirs),
+        delete_rpaths=tuple(p for p in sl.rpaths if p.startswith(BUILD_MACHINE_PREFIXES)),
+    )
+    candidates = [("install-name", by_name)]
+    if any(name.startswith("@rpath/") for name, _, _ in found):
+        candidates.append(("rpath", by_rpath))
+    rooms = [(strategy, edits, slice_room(sl, index, edits)) for strategy, edits in candidates]
+    for strategy, edits, room in rooms:
+        if room.missing == 0:
+            signed = sl.code_signature is not None or sl.arch.startswith("arm64")
+            return (
+                SliceEdit(
+                    arch=sl.arch,
+                    strategy=strategy,
+                    rename=tuple(edits.change_names.items()),
+                    add_rpaths=edits.add_rpaths,
+                    delete_rpaths=edits.delete_rpaths,
+                    resign=signed,
+                    needed=room.needed,
+                    available=room.available,
+                ),
+                missing,
+                None,
+            )
+    best = min((room for _, _, room in rooms), key=lambda r: r.needed)
+    return None, missing, NoRoom(member, sl.arch, best.needed, best.available)
+
+
+def _plan_macho(
+    m: MachOAnalysis, libs: LibIndex, allow: Sequence[str]
+) -> tuple[MachOEdit | None, list[Missing], list[NoRoom]]:
+    missing: list[Missing] = []
+    no_room: list[NoRoom] = []
+    slices: list[SliceEdit] = []
+    for index, (sl, view) in enumerate(zip(m.binary.macho.slices, m.slices, strict=True)):
+        edit, miss, room = _plan_slice(m.binary.member, sl, index, view, libs, allow)
+        missing.extend(miss)
+        if room is not None:
+            no_room.append(room)
+        if edit is not None:
+            slices.append(edit)
+    return (MachOEdit(m.binary.member, tuple(slices)) if slices else None), missing, no_room
+
+
 def plan_repair(
     analysis: Analysis,
     index: LibIndex,
@@ -149,5 +288,13 @@ def plan_repair(
             missing.extend(miss)
             if edit is not None:
                 edits.append(edit)
-        plans.append(WheelPlan(w, tuple(edits), tuple(missing)))
+        macho_edits: list[MachOEdit] = []
+        no_room: list[NoRoom] = []
+        for m in w.macho:
+            medit, miss, rooms = _plan_macho(m, index, allow)
+            missing.extend(miss)
+            no_room.extend(rooms)
+            if medit is not None:
+                macho_edits.append(medit)
+        plans.append(WheelPlan(w, tuple(edits), tuple(missing), tuple(macho_edits), tuple(no_room)))
     return tuple(plans)

@@ -49,7 +49,7 @@ from .scan import BinaryMember, MachOMember, WheelScan
 from .sonames import is_glibc, is_gpu_driver, is_libpython, manylinux_allowlist
 from .wheelfile import VIRTUAL_PREFIX, virtual_dir
 
-__all__ = ["analyze", "classify_kind", "classify_macho_kind"]
+__all__ = ["BUILD_MACHINE_PREFIXES", "analyze", "classify_kind", "classify_macho_kind"]
 
 _EXTENSION = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.(cpython|pypy|graalpy)[^./]*|\.abi3|\.cp3\d+[^./]*)?\.so")
 _ORIGIN = re.compile(r"\$(ORIGIN\b|\{ORIGIN\})")
@@ -267,7 +267,15 @@ def analyze(scans: Sequence[WheelScan]) -> Analysis:
 # --- Mach-O (dyld) ---------------------------------------------------------------------------------------
 
 _MACOS_SYSTEM = ("/usr/lib/", "/System/Library/")
-_BUILD_MACHINE = ("/opt/homebrew/", "/usr/local/", "/opt/local/", "/Users/", "/private/", "/tmp/", "/sw/")
+BUILD_MACHINE_PREFIXES = (
+    "/opt/homebrew/",
+    "/usr/local/",
+    "/opt/local/",
+    "/Users/",
+    "/private/",
+    "/tmp/",
+    "/sw/",
+)
 _PYTHON_FRAMEWORK = re.compile(r"(^|/)Python(3)?\.framework/|(^|/)libpython\d[\d.]*(m|d|t)*\.dylib$")
 
 
@@ -317,7 +325,7 @@ def _expand_rpath(kind: str, entry: str, node: _MNode) -> SearchDir:
         return SearchDir(kind, entry, None, "unknown @ token")
     if not entry.startswith("/"):
         return SearchDir(kind, entry, None, "relative to the current directory")
-    if entry.startswith(_BUILD_MACHINE):
+    if entry.startswith(BUILD_MACHINE_PREFIXES):
         return SearchDir(kind, entry, None, "absolute path on the build machine (not searched)")
     return SearchDir(kind, entry, None, "absolute path outside the wheels (not searched)")
 
@@ -409,7 +417,7 @@ class _MachOResolver:
             cand = self._at(node, name)
             if cand is not None:
                 return self._found(node, cand, "an absolute path", True), cand
-            if name.startswith(_BUILD_MACHINE):
+            if name.startswith(BUILD_MACHINE_PREFIXES):
                 detail = "absolute path on the build machine (leaked install name; absent on other hosts)"
             else:
                 detail = "absolute path outside the wheels"

@@ -36,6 +36,7 @@ __all__ = [
     "CodeDirectoryInfo",
     "SignatureInfo",
     "build_adhoc_signature",
+    "code_hash_mismatch",
     "page_hashes",
     "parse_signature",
     "signature_size",
@@ -266,6 +267,47 @@ def parse_signature(data: Buffer, offset: int, size: int) -> SignatureInfo:
         elif slot == CSSLOT_SIGNATURESLOT and blob_magic == CSMAGIC_BLOBWRAPPER:
             has_cms = blob_len > 8
     return SignatureInfo(tuple(directories), has_req, has_ent, has_cms)
+
+
+def code_hash_mismatch(data: Buffer, offset: int, size: int) -> str | None:
+    """Check the page hashes of the primary CodeDirectory of the signature at ``data[offset:offset+size]``
+    against ``data`` (a thin slice) the way the kernel does when it maps pages: None when every page hash
+    matches, else what is wrong. Only SHA-256 directories are checked (others are reported)."""
+    info = parse_signature(data, offset, size)
+    if not info.code_directories:
+        return "the signature has no CodeDirectory"
+    count = struct.unpack_from(">I", data, offset + 8)[0]
+    for i in range(count):
+        slot, blob_off = _BLOB_INDEX.unpack_from(data, offset + _SUPERBLOB.size + i * _BLOB_INDEX.size)
+        if slot == CSSLOT_CODEDIRECTORY:
+            at = offset + blob_off
+            break
+    else:  # pragma: no cover - parse_signature found one
+        return "the signature has no primary CodeDirectory"
+    fields = _CD_BASE.unpack_from(data, at)
+    hash_off, n_code, code_limit, hash_size, hash_type, page_log2 = (
+        fields[4],
+        fields[7],
+        fields[8],
+        fields[9],
+        fields[10],
+        fields[12],
+    )
+    if hash_type != CS_HASHTYPE_SHA256 or hash_size != SHA256_SIZE:
+        return f"hash type {HASH_TYPES.get(hash_type, hash_type)} is not checked"
+    if code_limit > offset:
+        return f"code limit {code_limit:#x} runs into the signature at {offset:#x}"
+    page_size = (1 << page_log2) if page_log2 else max(code_limit, 1)
+    want = page_hashes(data, code_limit, page_size)
+    if n_code != len(want):
+        return f"{n_code} page hashes for {len(want)} pages"
+    start = at + hash_off
+    if start + n_code * SHA256_SIZE > offset + size:
+        return "the page hashes run past the signature"
+    for page, digest in enumerate(want):
+        if bytes(data[start + page * SHA256_SIZE : start + (page + 1) * SHA256_SIZE]) != digest:
+            return f"page {page} (at {page * page_size:#x}) does not match its hash"
+    return None
 
 
 def _code_directory(data: Buffer, at: int, length: int) -> CodeDirectoryInfo:

@@ -64,6 +64,7 @@ __all__ = [
     "rpath_command_size",
     "sign_macho",
     "sign_slice",
+    "slice_room",
 ]
 
 LC_CODE_SIGNATURE_SIZE = 16
@@ -172,6 +173,29 @@ def header_room(
         if slice_edits:
             rooms.append(_plan_slice(data, sl, index, slice_edits, name, sign)[1])
     return tuple(rooms)
+
+
+def slice_room(sl: MachOSlice, index: int, edits: MachOEdits, *, sign: SignMode = "auto") -> SliceRoom:
+    """What :func:`header_room` says for one slice, from the parsed slice alone (no file bytes): what a
+    planner that holds only the analysis uses to choose between edits. Names an edit refers to are not
+    checked here (edit_macho checks them)."""
+    delta = 0
+    for d in sl.dylibs:
+        if d.name in edits.change_names:
+            delta += dylib_command_size(edits.change_names[d.name], sl.bits) - sl.load_commands[d.index].size
+    if edits.id_dylib is not None and sl.id_dylib is not None:
+        delta += dylib_command_size(edits.id_dylib, sl.bits) - sl.load_commands[sl.id_dylib.index].size
+    rpath_commands = [c for c in sl.load_commands if c.cmd == LC_RPATH]
+    for path, lc in zip(sl.rpaths, rpath_commands, strict=True):
+        if path in edits.delete_rpaths:
+            delta -= lc.size
+        elif path in edits.replace_rpaths:
+            delta += rpath_command_size(edits.replace_rpaths[path], sl.bits) - lc.size
+    delta += sum(rpath_command_size(p, sl.bits) for p in edits.add_rpaths)
+    will_sign = sign == "always" or (sign == "auto" and _wants_signature(sl))
+    if will_sign and sl.code_signature is None:
+        delta += LC_CODE_SIGNATURE_SIZE
+    return SliceRoom(sl.arch, index, sl.sizeofcmds + delta, sl.sizeofcmds + sl.header_padding)
 
 
 def dylib_command_size(name: str, bits: int = 64) -> int:
@@ -375,6 +399,7 @@ def _edit_slice(
     data: Buffer, sl: MachOSlice, index: int, edits: MachOEdits, name: str, sign: SignMode
 ) -> bytes:
     commands, room, will_sign = _plan_slice(data, sl, index, edits, name, sign)
+    assert room == slice_room(sl, index, edits, sign=sign), "slice_room disagrees with the edit"
     if room.missing > 0:
         raise NoRoomError(name, sl.arch, index, room.needed, room.available)
     buf = bytearray(data[sl.offset : sl.offset + sl.size])

@@ -110,7 +110,8 @@ def render_plan(plans: Sequence[WheelPlan], *, dry_run: bool) -> str:
     lines = []
     for plan in plans:
         verb = "would patch" if dry_run else "patching"
-        counts = f"{len(plan.edits)} of {len(plan.wheel.binaries)} binaries"
+        total = len(plan.wheel.binaries) + len(plan.wheel.macho)
+        counts = f"{len(plan.edits) + len(plan.macho_edits)} of {total} binaries"
         lines.append(f"{plan.wheel.scan.meta.filename}: {verb} {counts}")
         for e in plan.edits:
             if e.changes_path:
@@ -121,6 +122,19 @@ def render_plan(plans: Sequence[WheelPlan], *, dry_run: bool) -> str:
                 )
             if e.new_interpreter is not None:
                 lines.append(f"  {e.member}: interpreter {e.old_interpreter} -> {e.new_interpreter}")
+        for m in plan.macho_edits:
+            for s in m.slices:
+                where = f"  {m.member} ({s.arch})"
+                for old_name, new_name in s.rename:
+                    lines.append(f"{where}: {old_name} -> {new_name}")
+                for path in s.delete_rpaths:
+                    lines.append(f"{where}: delete LC_RPATH {path}")
+                for path in s.add_rpaths:
+                    lines.append(f"{where}: add LC_RPATH {path}")
+                room = f"load commands {s.needed} of {s.available} bytes"
+                lines.append(
+                    f"{where}: {s.strategy} strategy, {room}" + (", re-signed ad hoc" if s.resign else "")
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -129,5 +143,14 @@ def render_missing(plans: Sequence[WheelPlan]) -> str:
     for plan in plans:
         for m in plan.missing:
             lines.append(f"missing: {m.soname} needed by {m.member} in {plan.wheel.scan.meta.filename}")
-    lines.append("repair stopped: give the directories with --lib-path, or accept them with --allow GLOB")
+        for r in plan.no_room:
+            lines.append(
+                f"no room: {r.member} ({r.arch} slice) in {plan.wheel.scan.meta.filename}: "
+                f"the new load commands need {r.needed} bytes, the header has {r.available}: "
+                f"{r.missing} bytes missing (relink with -headerpad_max_install_names)"
+            )
+    if any(p.missing for p in plans):
+        lines.append("repair stopped: give the directories with --lib-path, or accept them with --allow GLOB")
+    else:
+        lines.append("repair stopped: nothing was written")
     return "\n".join(lines) + "\n"
