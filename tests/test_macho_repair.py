@@ -295,3 +295,5 @@ def test_real_wheel_needing_libomp(
     assert hashlib.sha256(wheel.read_bytes()).hexdigest() == before
     with zipfile.ZipFile(repaired) as zf:
         assert zf.testzip() is None
+    proc = run_cli("repair", wheel, "-o", tmp_path / "again", "--lib-path", f"{omp_store}/lib")
+    assert proc.returncode == 0 and (tmp_path / "again" / wheel.name).read_bytes() == repaired.read_bytes()
