@@ -7,6 +7,9 @@
 # the wheel needs in buildInputs. The phase `wheelfixPhase` runs right before installPhase and replaces
 # every dist/*.whl with its repaired copy: each binary's RUNPATH gets the store lib directories of what
 # it needs (its own $ORIGIN entries kept, DT_RPATH kept as DT_RPATH), executables get the Nix loader.
+# On darwin the same phase repairs macOS wheels: unresolved install names (@rpath/libomp.dylib, leaked
+# /opt/homebrew/... paths) become absolute store paths (or LC_RPATHs when the header has no room for
+# them), and edited slices are re-signed ad hoc.
 # A need that no input provides fails the build with the list of missing sonames.
 #
 # Why before installing and not on the installed tree: wheelfix repairs wheels. The repaired wheel's
@@ -30,7 +33,7 @@
 #   dontWheelfixSitePackages do not search the site-packages of Python dependencies for libraries
 #
 # Functions:
-#   addWheelfixSearchPath DIR...   search every directory under DIR that holds a *.so or *.so.* file
+#   addWheelfixSearchPath DIR...   search every directory under DIR that holds a *.so, *.so.* or *.dylib file
 #   wheelfixRepairWheels OUTDIR WHEEL...   the repair itself, used by wheelfixPhase and lib.patchWheel
 #
 # Where the libraries come from: an env hook sees every host dependency of the derivation as stdenv
@@ -85,7 +88,7 @@ addWheelfixSearchPath() {
         [[ -d "$dir" ]] || continue
         while IFS= read -r -d '' file; do
             _wheelfixAddDir "${file%/*}"
-        done < <(find -L "$dir" \! -type d \( -name '*.so' -o -name '*.so.*' \) -print0 | sort -z)
+        done < <(find -L "$dir" \! -type d \( -name '*.so' -o -name '*.so.*' -o -name '*.dylib' \) -print0 | sort -z)
     done
 }
 
