@@ -154,3 +154,23 @@ def test_every_wheel_result_is_independent_of_input_order(run_cli: RunCli, wheel
     forward = inspect_json(run_cli, *paths)["wheels"]
     backward = inspect_json(run_cli, *reversed(paths))["wheels"]
     assert backward[::-1] == forward
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["repair"], "wheelfix: error: Missing argument 'WHEELS...'. (see 'wheelfix repair --help')"),
+        (["nosuch"], "wheelfix: error: No such command 'nosuch'. (see 'wheelfix --help')"),
+        (
+            ["check", "--target", "foo", "x.whl"],
+            "wheelfix: error: Invalid value for --target: unknown target",
+        ),
+        (["inspect", "--bogus", "x.whl"], "wheelfix: error: No such option '--bogus'."),
+    ],
+)
+def test_usage_errors_are_one_line(run_cli: RunCli, args: list[str], message: str) -> None:
+    proc = run_cli(*args)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(message), line

@@ -427,8 +427,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         cli.main(args=list(argv) if argv is not None else None, prog_name="wheelfix", standalone_mode=False)
     except click.exceptions.Exit as e:
         return e.exit_code
+    except click.UsageError as e:  # one line like every other error; the usage is one --help away
+        where = e.ctx.command_path if e.ctx is not None else "wheelfix"
+        click.echo(f"wheelfix: error: {e.format_message()} (see '{where} --help')", err=True)
+        return EXIT_BAD_INPUT
     except click.ClickException as e:
-        e.show()
+        click.echo(f"wheelfix: error: {e.format_message()}", err=True)
         return EXIT_BAD_INPUT
     except click.exceptions.Abort:
         click.echo("wheelfix: aborted", err=True)
