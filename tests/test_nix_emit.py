@@ -3,8 +3,11 @@
 Every fragment is parsed with ``nix-instantiate --parse`` and evaluated with ``nix-instantiate --eval
 --strict`` against a stub ``pkgs`` generated from the shipped soname table and preferences: every nixpkgs
 output the knowledge base can answer exists there (as an attrset with ``outPath``), so a misspelt attribute
-or output fails. Golden files: ``tests/golden/nix-<flavor>.nix``; rewrite them with
-``WHEELFIX_REGEN_GOLDEN=1``.
+or output fails. Golden files: ``tests/golden/nix-<flavor>.nix`` (Linux wheels), ``nix-darwin-<flavor>.nix``
+(macOS wheels built with clang-15/lld-15, tests/machofixtures.py) and ``nix-mixed-<flavor>.nix`` (a Linux and
+macOS wheels of one project: one guarded fragment); rewrite them with ``WHEELFIX_REGEN_GOLDEN=1``. Fragments
+with a darwin part are evaluated twice, against the stub with ``stdenv.hostPlatform`` of Linux and of darwin
+and nixpkgs' ``lib`` functions from tests/nix/stub-nixpkgs/lib.nix.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +28,7 @@ from wheelfix.emit.nix import (
     Flavor,
     NixPlan,
     PackagePlan,
+    linux_names,
     nix_attr_path,
     nix_ref,
     nix_string,
@@ -35,6 +40,7 @@ from wheelfix.nixdb.kb import Candidate, KnowledgeBase
 from wheelfix.resolve import analyze
 from wheelfix.scan import scan_wheel
 
+from . import machofixtures as mf
 from .conftest import require_tool
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -102,6 +108,26 @@ def stub_pkgs(tmp: Path) -> Path:
 @pytest.fixture(scope="module")
 def pkgs_stub(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return stub_pkgs(tmp_path_factory.mktemp("nixstub"))
+
+
+LIB_NIX = Path(__file__).resolve().parent / "nix" / "stub-nixpkgs" / "lib.nix"
+PLATFORMS = ("linux", "darwin")
+
+
+@pytest.fixture(scope="module")
+def platform_stubs(pkgs_stub: Path) -> dict[str, Path]:
+    """The stub pkgs plus ``lib`` and ``stdenv.hostPlatform`` of Linux / darwin."""
+    out = {}
+    for platform in PLATFORMS:
+        path = pkgs_stub.with_name(f"stub-pkgs-{platform}.nix")
+        linux, darwin = ("true", "false") if platform == "linux" else ("false", "true")
+        path.write_text(
+            f"let base = import {pkgs_stub}; in base // {{ lib = import {LIB_NIX}; stdenv = base.stdenv // "
+            f"{{ hostPlatform = {{ isLinux = {linux}; isDarwin = {darwin}; }}; }}; }}\n",
+            encoding="utf-8",
+        )
+        out[platform] = path
+    return out
 
 
 def _prev(plan: NixPlan) -> str:
@@ -263,6 +289,298 @@ def test_attr_quoting() -> None:
     assert nix_ref(Candidate("gst_all_1.gst-plugins-base", "out", "/x")) == "pkgs.gst_all_1.gst-plugins-base"
     assert nix_ref(Candidate("stdenv.cc.cc", "lib", None)) == "pkgs.stdenv.cc.cc.lib"
     assert nix_string('a"b${c}\\') == '"a\\"b\\${c}\\\\"'
+
+
+# --- macOS wheels -----------------------------------------------------------------------------------------
+
+MAC_EXT = "demo/_mac.cpython-311-darwin.so"
+MAC_BUNDLED = "demo/.dylibs/libbundled.dylib"
+STORE = "/nix/store/" + "x" * 32 + "-pkgs."
+OMP = STORE + "llvmPackages.openmp"
+ZLIB = STORE + "zlib"
+
+
+def _build_mac(work: Path, arch: str, min_os: str) -> dict[str, bytes]:
+    """demo's extension for macOS: a bundled dylib, Homebrew's libomp through @rpath, a leaked Homebrew
+    zstd, a Fortran runtime next to it that the wheel does not ship, a weak libzmq, libSystem, a /System
+    framework and the Python framework."""
+    w = work / arch
+    ext = mf.build(
+        w / "_mac.cpython-311-darwin.so",
+        arch=arch,
+        kind="bundle",
+        min_os=min_os,
+        rpaths=["@loader_path/.dylibs", "/opt/homebrew/opt/libomp/lib"],
+        deps=[
+            mf.Dep("@rpath/libbundled.dylib"),
+            mf.Dep("@rpath/libomp.dylib"),
+            mf.Dep("/opt/homebrew/opt/zstd/lib/libzstd.1.dylib"),
+            mf.Dep("@loader_path/../x/libgfortran.5.dylib"),
+            mf.Dep("@rpath/libzmq.5.dylib", mode="weak"),
+            mf.Dep("/usr/lib/libSystem.B.dylib"),
+            mf.Dep("/System/Library/Frameworks/CoreFoundation.framework/Versions/A/CoreFoundation"),
+            mf.Dep("@rpath/Python.framework/Versions/3.11/Python"),
+        ],
+    )
+    bundled = mf.build(
+        w / "libbundled.dylib", arch=arch, min_os=min_os, install_name="@rpath/libbundled.dylib"
+    )
+    return {MAC_EXT: ext.read_bytes(), MAC_BUNDLED: bundled.read_bytes()}
+
+
+def _build_odd(work: Path) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """macodd: a framework outside /System, a library nobody provides, and a dylib of the macprov wheel."""
+    ext = mf.build(
+        work / "odd" / "_odd.cpython-311-darwin.so",
+        kind="bundle",
+        rpaths=["@loader_path/../macprov"],
+        deps=[
+            mf.Dep("@rpath/QtCore.framework/Versions/5/QtCore"),
+            mf.Dep("@rpath/libwheelfixnosuch.2.dylib"),
+            mf.Dep("@rpath/libprov.1.dylib"),
+        ],
+    )
+    prov = mf.build(work / "odd" / "libprov.1.dylib", install_name="@rpath/libprov.1.dylib")
+    return (
+        {"macodd/_odd.cpython-311-darwin.so": ext.read_bytes()},
+        {"macprov/libprov.1.dylib": prov.read_bytes()},
+    )
+
+
+@pytest.fixture(scope="module")
+def mac_wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from .test_macho_pipeline import make_wheel
+
+    for tool in mf.TOOLS:
+        require_tool(tool)
+    work = tmp_path_factory.mktemp("nix-macho")
+    out = work / "wheels"
+    out.mkdir()
+    odd, prov = _build_odd(work)
+    return {
+        "arm64": make_wheel(out, "demo", "cp311-cp311-macosx_11_0_arm64", _build_mac(work, "arm64", "11.0")),
+        "x86_64": make_wheel(
+            out, "demo", "cp311-cp311-macosx_10_13_x86_64", _build_mac(work, "x86_64", "10.13")
+        ),
+        "odd": make_wheel(out, "macodd", "cp311-cp311-macosx_11_0_arm64", odd),
+        "prov": make_wheel(out, "macprov", "cp311-cp311-macosx_11_0_arm64", prov),
+    }
+
+
+def _mac_set(mac_wheels: dict[str, Path]) -> tuple[Path, ...]:
+    return tuple(sorted(mac_wheels.values()))
+
+
+def _mixed_set(mac_wheels: dict[str, Path], wheels: dict[str, Path]) -> tuple[Path, ...]:
+    return tuple(sorted((wheels["demo"], mac_wheels["arm64"], mac_wheels["x86_64"])))
+
+
+def test_linux_names() -> None:
+    assert linux_names("@rpath/libomp.dylib") == ("libomp.so",)
+    assert linux_names("@loader_path/../x/libgfortran.5.dylib") == ("libgfortran.so.5", "libgfortran.so")
+    assert linux_names("/opt/homebrew/lib/libgcc_s.1.1.dylib") == (
+        "libgcc_s.so.1.1",
+        "libgcc_s.so.1",
+        "libgcc_s.so",
+    )
+    assert linux_names("@rpath/libpng16.16.dylib") == ("libpng16.so.16", "libpng16.so")
+    assert linux_names("@rpath/libgtk-3.0.dylib") == ("libgtk-3.so.0", "libgtk-3.so")
+    assert linux_names("@rpath/libfoo.so.2") == ("libfoo.so.2",)
+    assert linux_names("@rpath/QtCore.framework/Versions/5/QtCore") == ()
+
+
+def test_macos_plan(mac_wheels: dict[str, Path]) -> None:
+    plan = _plan(_mac_set(mac_wheels))
+    by_name = {p.name: p for p in plan.packages}
+    demo = by_name["demo"]
+    assert demo.macos and not demo.elf and demo.has_binaries
+    assert demo.inputs == demo.runpaths == () and demo.unknown == ()
+    assert {c.ref: names for c, names in demo.darwin_inputs} == {
+        "llvmPackages.openmp.out": (("@rpath/libomp.dylib", "libomp.so"),),
+        "zstd.out": (("/opt/homebrew/opt/zstd/lib/libzstd.1.dylib", "libzstd.so.1"),),
+        "gfortran.cc.lib": (("@loader_path/../x/libgfortran.5.dylib", "libgfortran.so.5"),),
+    }
+    (weak,) = demo.darwin_weak
+    assert weak[:2] == ("@rpath/libzmq.5.dylib", "libzmq.so.5") and weak[2] is not None
+    assert weak[2].attr == "zeromq"
+    assert demo.darwin_unknown == ()
+    odd = by_name["macodd"]
+    assert odd.darwin_unknown == (
+        "@rpath/QtCore.framework/Versions/5/QtCore",
+        "@rpath/libwheelfixnosuch.2.dylib",
+    )
+    assert odd.darwin_other == (("@rpath/libprov.1.dylib", ("macprov",)),)
+    assert plan.unknown == odd.darwin_unknown
+    assert by_name["macprov"].darwin_inputs == ()
+
+
+def _check_platforms(
+    text: str, plan: NixPlan, flavor: Flavor, stubs: dict[str, Path], tmp: Path
+) -> dict[str, Any]:
+    """Evaluate on both platforms: the value per platform."""
+    return {platform: evaluate(text, plan, flavor, stubs[platform], tmp) for platform in PLATFORMS}
+
+
+def _golden(name: str, text: str) -> None:
+    golden = GOLDEN / name
+    if REGEN:
+        golden.write_text(text, encoding="utf-8")
+    assert text == golden.read_text(encoding="utf-8"), (
+        f"rerun with WHEELFIX_REGEN_GOLDEN=1 to update {golden}"
+    )
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_macos_golden_and_evaluates(
+    flavor: Flavor, mac_wheels: dict[str, Path], platform_stubs: dict[str, Path], tmp_path: Path
+) -> None:
+    plan = _plan(_mac_set(mac_wheels))
+    text = render_nix(plan, flavor)
+    _golden(f"nix-darwin-{flavor}.nix", text)
+    assert "x86_64-linux data" in text and "(as libomp.so)" in text and "wheelfixHook" in text
+    assert "UNKNOWN (macOS): @rpath/QtCore.framework/Versions/5/QtCore" in text
+    assert "@rpath/libprov.1.dylib: shipped by the Python package macprov" in text
+    assert "autoPatchelf" not in text.split("{ pkgs, ... }:", 1)[1]  # nothing for Linux: no Linux wheels
+    assert "libSystem" not in text and "CoreFoundation" not in text and "Python.framework" not in text
+    values = _check_platforms(text, plan, flavor, platform_stubs, tmp_path)
+    darwin_inputs = {OMP, STORE + "zstd", STORE + "gfortran.cc.lib"}
+    if flavor == "plain":
+        assert set(values["darwin"]) == darwin_inputs and len(values["darwin"]) == 3
+        assert values["linux"] == []
+        return
+    assert set(values["darwin"]["demo"]["buildInputs"]) == darwin_inputs
+    assert values["linux"]["demo"]["buildInputs"] == []
+    for platform in PLATFORMS:
+        demo = values[platform]["demo"]
+        assert demo["dontStrip"] is True
+        assert "nativeBuildInputs" not in demo and "autoPatchelfIgnoreMissingDeps" not in demo
+        assert values[platform]["macodd"] == {"dontStrip": True}
+        assert STORE + "zeromq" not in json.dumps(values[platform])  # weak: a comment
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_mixed_golden_and_evaluates(
+    flavor: Flavor,
+    mac_wheels: dict[str, Path],
+    wheels: dict[str, Path],
+    platform_stubs: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    plan = _plan(_mixed_set(mac_wheels, wheels))
+    (demo_plan,) = plan.packages
+    assert demo_plan.macos and demo_plan.elf and demo_plan.manylinux
+    assert len(demo_plan.wheels) == 3
+    text = render_nix(plan, flavor)
+    _golden(f"nix-mixed-{flavor}.nix", text)
+    assert "lib.optionals stdenv.hostPlatform.isLinux [" in text
+    assert "lib.optionals stdenv.hostPlatform.isDarwin [" in text
+    assert "inherit (pkgs) lib stdenv;" in text
+    values = _check_platforms(text, plan, flavor, platform_stubs, tmp_path)
+    if flavor == "plain":
+        assert values["linux"] == [ZLIB]
+        assert set(values["darwin"]) == {OMP, STORE + "zstd", STORE + "gfortran.cc.lib"}
+        return
+    linux, darwin = values["linux"]["demo"], values["darwin"]["demo"]
+    assert linux["buildInputs"] == [ZLIB]
+    assert ZLIB not in darwin["buildInputs"] and OMP in darwin["buildInputs"]
+    if flavor == "nixpkgs":
+        assert linux["nativeBuildInputs"] == [STORE + "autoPatchelfHook"]
+        assert darwin["nativeBuildInputs"] == []
+    else:  # manylinux: pyproject.nix and poetry2nix patch it themselves
+        assert "nativeBuildInputs" not in linux
+
+
+def _everything_mac() -> NixPlan:
+    """_everything()'s packages with macOS wheels too: every Linux attribute guarded."""
+    plan = _everything()
+    omp = Candidate("llvmPackages.openmp", "out", None)
+    zmq = Candidate("zeromq", "out", None)
+    full = replace(
+        plan.packages[0],
+        macos=True,
+        darwin_inputs=((omp, (("@rpath/libomp.dylib", "libomp.so"),)),),
+        darwin_other=(("@rpath/libtorch_cpu.dylib", ("torch",)),),
+        darwin_weak=(("@rpath/libzmq.5.dylib", "libzmq.so.5", zmq), ("@rpath/libx.dylib", None, None)),
+        darwin_unknown=('@rpath/Odd "name".framework/Odd',),
+    )
+    keyword = replace(plan.packages[1], macos=True)
+    return replace(plan, packages=(full, keyword))
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_every_feature_guarded(flavor: Flavor, platform_stubs: dict[str, Path], tmp_path: Path) -> None:
+    plan = _everything_mac()
+    text = render_nix(plan, flavor)
+    values = _check_platforms(text, plan, flavor, platform_stubs, tmp_path)
+    assert "UNKNOWN (macOS)" in text and "libtorch_cpu.dylib: shipped by the Python package torch" in text
+    assert "libzmq.5.dylib: pkgs.zeromq (as libzmq.so.5)" in text
+    assert plan.unknown == ('@rpath/Odd "name".framework/Odd', "libfoo.so.1")
+    linux_inputs = [STORE + s for s in ("cudaPackages.cuda_nvrtc.lib", "stdenv.cc.cc.lib", "zlib")]
+    if flavor == "plain":
+        assert sorted(values["linux"]) == linux_inputs
+        assert values["darwin"] == [OMP]
+        return
+    linux, darwin = values["linux"]["3d-viewer"], values["darwin"]["3d-viewer"]
+    assert linux["autoPatchelfIgnoreMissingDeps"] == ["libcuda.so.1", 'lib"odd${x}.so']
+    assert linux["appendRunpaths"] == [STORE + "cudaPackages.cuda_nvrtc.lib/lib"]
+    assert STORE + "autoAddDriverRunpath" in linux["nativeBuildInputs"]
+    assert (STORE + "autoPatchelfHook" in linux["nativeBuildInputs"]) == (flavor != "uv2nix")
+    assert darwin["buildInputs"] == [OMP]
+    assert (
+        darwin["nativeBuildInputs"]
+        == darwin["autoPatchelfIgnoreMissingDeps"]
+        == darwin["appendRunpaths"]
+        == []
+    )
+    if flavor == "nixpkgs":
+        assert values["linux"]["if"]["nativeBuildInputs"] == [STORE + "autoPatchelfHook"]
+        assert values["darwin"]["if"]["nativeBuildInputs"] == []
+
+
+def test_cli_macos(mac_wheels: dict[str, Path]) -> None:
+    proc = _wheelfix("nix", "--flavor", "uv2nix", mac_wheels["arm64"], mac_wheels["x86_64"])
+    assert proc.returncode == 0, proc.stderr
+    assert "pkgs.llvmPackages.openmp # @rpath/libomp.dylib (as libomp.so)" in proc.stdout
+    odd = _wheelfix("nix", "--flavor", "plain", *_mac_set(mac_wheels))
+    assert odd.returncode == 1
+    assert "@rpath/QtCore.framework/Versions/5/QtCore" in odd.stderr
+
+
+# pinned like tests/test_macho_repair.py's: needs Homebrew's @rpath/libomp.dylib, nothing else from outside
+XGBOOST_ARM64 = {
+    "name": "xgboost",
+    "version": "3.2.0",
+    "filename": "xgboost-3.2.0-py3-none-macosx_12_0_arm64.whl",
+    "sha256": "eabbd40d474b8dbf6cb3536325f9150b9e6f0db32d18de9914fb3227d0bef5b7",
+    "size": 2328527,
+}
+
+
+@pytest.mark.network
+def test_real_macos_wheels(platform_stubs: dict[str, Path], tmp_path: Path) -> None:
+    from .realwheels.fetch import fetch
+    from .test_macho_real import MACOS_WHEELS
+
+    xgboost = fetch(XGBOOST_ARM64)
+    plan = plan_nix(analyze([scan_wheel(xgboost)]), KnowledgeBase.load())
+    (pkg,) = plan.packages
+    assert pkg.darwin_inputs == (
+        (Candidate("llvmPackages.openmp", "out", None), (("@rpath/libomp.dylib", "libomp.so"),)),
+    )
+    assert plan.unknown == () and pkg.inputs == ()
+    for flavor in FLAVORS:
+        values = _check_platforms(render_nix(plan, flavor), plan, flavor, platform_stubs, tmp_path)
+        darwin = values["darwin"] if flavor == "plain" else values["darwin"]["xgboost"]["buildInputs"]
+        assert darwin == [OMP]
+    # numpy bundles OpenBLAS and the Fortran runtime; the rest is macOS: nothing to add, nothing unknown
+    (numpy,) = (
+        e for e in MACOS_WHEELS if e["filename"].endswith("macosx_11_0_arm64.whl") and e["name"] == "numpy"
+    )
+    plan = plan_nix(analyze([scan_wheel(fetch(numpy))]), KnowledgeBase.load())
+    (pkg,) = plan.packages
+    assert pkg.has_binaries and pkg.darwin_inputs == () and plan.unknown == ()
+    for flavor in FLAVORS:
+        _check_platforms(render_nix(plan, flavor), plan, flavor, platform_stubs, tmp_path)
 
 
 # --- a real wheel -----------------------------------------------------------------------------------------

@@ -19,6 +19,15 @@ What each outcome becomes:
 * glibc, libpython, bundled libraries -> nothing;
 * dlopen hints (``lib*.so*`` strings, not requirements) -> a comment with the package that would provide them;
 * no known provider -> a comment; the caller exits 1.
+
+macOS (Mach-O) wheels get a darwin part: macOS system libraries (``/usr/lib``, ``/System/Library``), the
+Python framework / libpython and bundled dylibs need nothing, another wheel's dylib is a comment, and any
+other install name is looked up by its file name mapped to the Linux name the knowledge base knows
+(:func:`linux_names`: ``libomp.dylib`` -> ``libomp.so``, ``libgfortran.5.dylib`` -> ``libgfortran.so.5``).
+The data is x86_64-linux only, so each darwin item says which Linux name answered. Darwin has no
+autoPatchelfHook: darwin libraries go to ``buildInputs`` only. A package with macOS wheels gets its Linux
+lists wrapped in ``lib.optionals stdenv.hostPlatform.isLinux`` and its darwin ones in ``...isDarwin``, so
+one fragment serves both; fragments without macOS wheels are unchanged.
 """
 
 from __future__ import annotations
@@ -29,14 +38,15 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from ..errors import BadInput
-from ..model import Analysis, Library, Outcome, Source
-from ..nixdb.kb import Candidate, KnowledgeBase
+from ..model import Analysis, Library, Outcome, Source, WheelAnalysis
+from ..nixdb.kb import Answer, Candidate, KnowledgeBase
 
 __all__ = [
     "FLAVORS",
     "Flavor",
     "NixPlan",
     "PackagePlan",
+    "linux_names",
     "nix_attr_path",
     "nix_ref",
     "nix_string",
@@ -115,6 +125,18 @@ class PackagePlan:
     other_packages: tuple[tuple[str, tuple[str, ...]], ...]  # soname -> Python packages that ship it
     hints: tuple[tuple[str, Candidate | None], ...]  # dlopen hints (not requirements)
     unknown: tuple[str, ...]  # required, no known provider
+    # macOS: set when some wheel is a macOS wheel (or has Mach-O binaries); the Linux and darwin parts are
+    # then guarded by stdenv.hostPlatform. Darwin items name (install name, Linux name that answered).
+    macos: bool = False
+    elf: bool = True  # some wheel has ELF binaries (with ``macos``: False means nothing for Linux)
+    darwin_inputs: tuple[tuple[Candidate, tuple[tuple[str, str], ...]], ...] = ()
+    darwin_other: tuple[tuple[str, tuple[str, ...]], ...] = ()  # install name -> Python packages
+    darwin_weak: tuple[tuple[str, str | None, Candidate | None], ...] = ()  # weak: loaded if present
+    darwin_unknown: tuple[str, ...] = ()  # required install names with no answer
+
+    @property
+    def all_unknown(self) -> tuple[str, ...]:
+        return (*self.unknown, *self.darwin_unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +148,11 @@ class NixPlan:
 
     @property
     def unknown(self) -> tuple[str, ...]:
-        return tuple(sorted({s for p in self.packages for s in p.unknown}))
+        return tuple(sorted({s for p in self.packages for s in p.all_unknown}))
+
+    @property
+    def macos(self) -> bool:
+        return any(p.macos for p in self.packages)
 
 
 class _Acc:
@@ -143,6 +169,13 @@ class _Acc:
         self.hints: dict[str, Candidate | None] = {}
         self.unknown: set[str] = set()
         self.needed: set[str] = set()  # sonames some binary has as DT_NEEDED / required note
+        self.macos = False
+        self.elf = False
+        self.d_inputs: dict[Candidate, set[tuple[str, str]]] = {}
+        self.d_other: dict[str, set[str]] = {}
+        self.d_weak: dict[str, tuple[str | None, Candidate | None]] = {}
+        self.d_unknown: set[str] = set()
+        self.d_needed: set[str] = set()
 
     def plan(self) -> PackagePlan:
         def grouped(d: dict[Candidate, set[str]]) -> tuple[tuple[Candidate, tuple[str, ...]], ...]:
@@ -166,6 +199,17 @@ class _Acc:
                 )
             ),
             unknown=tuple(sorted(self.unknown)),
+            macos=self.macos,
+            elf=self.elf,
+            darwin_inputs=tuple(sorted((c, tuple(sorted(s))) for c, s in self.d_inputs.items())),
+            darwin_other=tuple(sorted((s, tuple(sorted(p))) for s, p in self.d_other.items())),
+            darwin_weak=tuple(
+                sorted(
+                    ((s, linux, c) for s, (linux, c) in self.d_weak.items() if s not in self.d_needed),
+                    key=lambda item: item[0],
+                )
+            ),
+            darwin_unknown=tuple(sorted(self.d_unknown)),
         )
 
 
@@ -213,6 +257,61 @@ def _add_library(acc: _Acc, lib: Library, kb: KnowledgeBase) -> None:
         acc.other.setdefault(lib.soname, set()).update(_normalize(w) for w in answer.wheels or ("?",))
 
 
+_DYLIB = re.compile(r"(?P<stem>.+?)(?P<version>(?:\.\d+)*)\.dylib")
+
+
+def linux_names(install_name: str) -> tuple[str, ...]:
+    """The Linux sonames to look a Mach-O install name up by, best first: its file name with
+    ``libX.N.M.dylib`` -> ``libX.so.N.M``, ``libX.so.N``, ``libX.so``; ``libX.dylib`` -> ``libX.so``. A
+    ``.so`` file name is taken as it is; anything else (a framework's binary) has none."""
+    base = install_name.rsplit("/", 1)[-1]
+    m = _DYLIB.fullmatch(base)
+    if m is None:
+        return (base,) if base.endswith(".so") or ".so." in base else ()
+    stem, parts = m["stem"], m["version"].split(".")[1:]
+    names = [f"{stem}.so." + ".".join(parts[:k]) for k in range(len(parts), 0, -1)]
+    names.append(f"{stem}.so")
+    return tuple(names)
+
+
+def _darwin_answer(install_name: str, kb: KnowledgeBase) -> tuple[str | None, Answer | None]:
+    """The first Linux name the knowledge base knows, with its answer; (None, None) when none is known."""
+    for name in linux_names(install_name):
+        try:
+            answer = kb.lookup(name)
+        except BadInput:
+            continue
+        if answer.known:
+            return name, answer
+    return None, None
+
+
+def _add_darwin_library(acc: _Acc, lib: Library, kb: KnowledgeBase) -> None:
+    if lib.outcome in _NEEDS_NOTHING:
+        return
+    if lib.outcome is Outcome.OTHER_WHEEL:
+        acc.d_other.setdefault(lib.soname, set()).add(_wheel_project(lib.resolution.wheel))
+        return
+    linux, answer = _darwin_answer(lib.soname, kb)
+    if answer is not None and answer.kind == "python":
+        return
+    if not lib.required:
+        chosen = answer.chosen if answer is not None and answer.kind == "nixpkgs" else None
+        acc.d_weak.setdefault(lib.soname, (linux if chosen else None, _key(chosen) if chosen else None))
+        return
+    acc.d_needed.add(lib.soname)
+    if answer is not None and answer.kind == "nixpkgs" and answer.chosen is not None and linux is not None:
+        acc.d_inputs.setdefault(_key(answer.chosen), set()).add((lib.soname, linux))
+    elif answer is not None and answer.kind == "other_wheel":
+        acc.d_other.setdefault(lib.soname, set()).update(_normalize(w) for w in answer.wheels or ("?",))
+    else:  # no answer, or one that means nothing on macOS (glibc, a GPU driver library)
+        acc.d_unknown.add(lib.soname)
+
+
+def _is_macos(wheel: WheelAnalysis) -> bool:
+    return bool(wheel.macho) or any(t.startswith("macosx") for t in wheel.scan.meta.platform_tags)
+
+
 def plan_nix(analysis: Analysis, kb: KnowledgeBase) -> NixPlan:
     """Per Python package, the nixpkgs outputs and settings its wheels' binaries need."""
     accs: dict[str, _Acc] = {}
@@ -221,10 +320,16 @@ def plan_nix(analysis: Analysis, kb: KnowledgeBase) -> NixPlan:
         name = _normalize(meta.name)
         acc = accs.setdefault(name, _Acc(name))
         acc.wheels.add(meta.filename)
-        acc.manylinux = acc.manylinux and any(t.startswith("manylinux") for t in meta.platform_tags)
-        acc.has_binaries = acc.has_binaries or bool(wheel.binaries)
-        for lib in wheel.libraries():
+        macos = _is_macos(wheel)
+        acc.macos = acc.macos or macos
+        if not macos:  # poetry2nix patches manylinux wheels itself; a macOS wheel says nothing about that
+            acc.manylinux = acc.manylinux and any(t.startswith("manylinux") for t in meta.platform_tags)
+        acc.elf = acc.elf or bool(wheel.binaries)
+        acc.has_binaries = acc.has_binaries or bool(wheel.binaries) or bool(wheel.macho)
+        for lib in WheelAnalysis(wheel.scan, wheel.binaries).libraries():
             _add_library(acc, lib, kb)
+        for lib in WheelAnalysis(wheel.scan, (), wheel.macho).libraries():
+            _add_darwin_library(acc, lib, kb)
     return NixPlan(
         packages=tuple(accs[n].plan() for n in sorted(accs)),
         wheels=tuple(sorted(w.scan.meta.filename for w in analysis.wheels)),
@@ -258,6 +363,22 @@ _USAGE: dict[Flavor, tuple[str, ...]] = {
 }
 
 
+_MACOS_HEADER = (
+    "# macOS wheels: an install name that is not part of macOS, the Python framework or a wheel is looked up",
+    "#   by its file name mapped to a Linux name (libX.N.dylib -> libX.so.N, then libX.so); the attribute is",
+    '#   the answer of the x86_64-linux data for that name ("as libX.so.N" below): check that nixpkgs',
+    "#   builds it for darwin.",
+    "# darwin has no autoPatchelfHook: darwin libraries are only buildInputs, and the install names",
+    "#   (@rpath/libomp.dylib, leaked /opt/homebrew/... paths) must be pointed at them. wheelfixHook",
+    "#   (overlays.default of wheelfix's flake, nix/hook.sh) in nativeBuildInputs does that before",
+    "#   installPhase: `wheelfix repair` with the buildInputs' lib dirs points each at the store dylib of",
+    "#   that file name and re-signs (by hand: `wheelfix repair --from-env`).",
+)
+_IS_LINUX = "stdenv.hostPlatform.isLinux"
+_IS_DARWIN = "stdenv.hostPlatform.isDarwin"
+_LET = ("let", "  inherit (pkgs) lib stdenv;", "in")
+
+
 def _header(plan: NixPlan, flavor: Flavor) -> list[str]:
     lines = [
         f"# Generated by `wheelfix nix --flavor {flavor}` for:",
@@ -266,7 +387,9 @@ def _header(plan: NixPlan, flavor: Flavor) -> list[str]:
         "# Use as " + _USAGE[flavor][0],
         *(f"# {line}" for line in _USAGE[flavor][1:]),
     ]
-    unknown = [(p.name, p.unknown) for p in plan.packages if p.unknown]
+    if plan.macos:
+        lines.extend(_MACOS_HEADER)
+    unknown = [(p.name, p.all_unknown) for p in plan.packages if p.all_unknown]
     if unknown:
         lines.append(
             "# UNKNOWN: no nixpkgs package is known to provide these; add what provides them yourself:"
@@ -304,26 +427,63 @@ def _notes(indent: str, p: PackagePlan) -> list[str]:
             lines.append(f"{indent}#   {_comment(soname)}: {where}")
     for soname in p.unknown:
         lines.append(f"{indent}# UNKNOWN: {_comment(soname)}: no known nixpkgs package provides it")
+    for name, packages in p.darwin_other:
+        shipped = f"shipped by the Python package {_comment(', '.join(packages))}; keep it installed"
+        lines.append(f"{indent}# macOS: {_comment(name)}: {shipped}")
+    if p.darwin_weak:
+        lines.append(f"{indent}# macOS: weak dylibs (loaded if present, not requirements):")
+        for name, linux, c in p.darwin_weak:
+            where = f"{nix_ref(c)} (as {linux})" if c and linux else "no known nixpkgs package"
+            lines.append(f"{indent}#   {_comment(name)}: {_comment(where)}")
+    for name in p.darwin_unknown:
+        tried = linux_names(name)
+        how = f"looked up as {', '.join(tried)}" if tried else "no Linux name to look it up by: not a *.dylib"
+        unknown = f"{_comment(name)}: no known nixpkgs package provides it ({_comment(how)})"
+        lines.append(f"{indent}# UNKNOWN (macOS): {unknown}")
     return lines
+
+
+def _darwin_items(p: PackagePlan) -> list[tuple[str, str]]:
+    return [
+        (nix_ref(c), ", ".join(f"{name} (as {linux})" for name, linux in names))
+        for c, names in p.darwin_inputs
+    ]
 
 
 def _package_attrs(indent: str, p: PackagePlan, flavor: Flavor) -> list[str]:
     """The attributes of one override / buildPythonPackage argument set."""
     extend = flavor != "nixpkgs"
 
-    def assign(attr: str, items: Sequence[tuple[str, str]]) -> list[str]:
-        if not items:
+    def assign(
+        attr: str, items: Sequence[tuple[str, str]], darwin: Sequence[tuple[str, str]] = ()
+    ) -> list[str]:
+        if not p.macos:
+            if not items:
+                return []
+            head = f"{indent}{attr} = (old.{attr} or [ ]) ++ [" if extend else f"{indent}{attr} = ["
+            return [head, *_list(indent, items)[:-1], f"{indent}];"]
+        # guarded: the Linux list on Linux, the darwin list on darwin
+        parts = [(cond, part) for cond, part in ((_IS_LINUX, items), (_IS_DARWIN, darwin)) if part]
+        if not parts:
             return []
-        head = f"{indent}{attr} = (old.{attr} or [ ]) ++ [" if extend else f"{indent}{attr} = ["
-        return [head, *_list(indent, items)[:-1], f"{indent}];"]
+        lines = []
+        for i, (cond, part) in enumerate(parts):
+            opener = f"lib.optionals {cond} ["
+            if i == 0:
+                lines.append(f"{indent}{attr} = " + (f"(old.{attr} or [ ]) ++ " if extend else "") + opener)
+            else:
+                lines.append(f"{indent}] ++ {opener}")
+            lines += _list(indent, part)[:-1]
+        return [*lines, f"{indent}];"]
 
     native: list[tuple[str, str]] = []
-    if flavor == "nixpkgs" or (flavor == "poetry2nix" and not p.manylinux):
+    linux = p.elf or not p.macos
+    if linux and (flavor == "nixpkgs" or (flavor == "poetry2nix" and not p.manylinux)):
         native.append(("pkgs.autoPatchelfHook", ""))
     if p.driver:
         native.append(("pkgs.autoAddDriverRunpath", "adds the GPU driver's lib dir (/run/opengl-driver/lib)"))
     lines = _notes(indent, p)
-    lines += assign("buildInputs", [(nix_ref(c), ", ".join(s)) for c, s in p.inputs])
+    lines += assign("buildInputs", [(nix_ref(c), ", ".join(s)) for c, s in p.inputs], _darwin_items(p))
     lines += assign("nativeBuildInputs", native)
     lines += assign(
         "autoPatchelfIgnoreMissingDeps", [(nix_string(s), "the GPU driver's") for s in p.driver_ignore]
@@ -335,7 +495,7 @@ def _package_attrs(indent: str, p: PackagePlan, flavor: Flavor) -> list[str]:
 
 def _render_overlay(plan: NixPlan, flavor: Flavor) -> list[str]:
     method = "overrideAttrs" if flavor == "uv2nix" else "overridePythonAttrs"
-    lines = ["{ pkgs, ... }:", "final: prev: {"]
+    lines = ["{ pkgs, ... }:", *(_LET if plan.macos else ()), "final: prev: {"]
     for p in plan.packages:
         if not p.has_binaries:
             lines.append(f"  # {_comment(p.name)}: no binaries, nothing to add")
@@ -349,7 +509,7 @@ def _render_overlay(plan: NixPlan, flavor: Flavor) -> list[str]:
 
 
 def _render_nixpkgs(plan: NixPlan) -> list[str]:
-    lines = ["{ pkgs, ... }:", "{"]
+    lines = ["{ pkgs, ... }:", *(_LET if plan.macos else ()), "{"]
     for p in plan.packages:
         if not p.has_binaries:
             lines.append(f"  # {_comment(p.name)}: no binaries, nothing to add")
@@ -361,12 +521,28 @@ def _render_nixpkgs(plan: NixPlan) -> list[str]:
     return lines
 
 
+def _users(pairs: Iterable[tuple[str, Candidate, str]]) -> list[tuple[str, str]]:
+    """(package, output, what it covers) -> one item per output, naming every package's sonames."""
+    users: dict[Candidate, dict[str, list[str]]] = {}
+    for name, c, what in pairs:
+        users.setdefault(c, {}).setdefault(name, []).append(what)
+    return [
+        (
+            nix_ref(c),
+            "; ".join(f"{name}: {', '.join(sorted(set(s)))}" for name, s in sorted(users[c].items())),
+        )
+        for c in sorted(users)
+    ]
+
+
 def _render_plain(plan: NixPlan) -> list[str]:
-    users: dict[Candidate, dict[str, set[str]]] = {}
-    for p in plan.packages:
-        for c, sonames in (*p.inputs, *p.runpaths):
-            users.setdefault(c, {}).setdefault(p.name, set()).update(sonames)
-    lines = ["{ pkgs, ... }:"]
+    items = _users(
+        (p.name, c, soname)
+        for p in plan.packages
+        for c, sonames in (*p.inputs, *p.runpaths)
+        for soname in sonames
+    )
+    lines = ["{ pkgs, ... }:", *(_LET if plan.macos else ())]
     for p in plan.packages:
         notes = _notes("", p)
         if p.driver:
@@ -379,14 +555,21 @@ def _render_plain(plan: NixPlan) -> list[str]:
         if notes:
             lines.append(f"# {_comment(p.name)}:")
             lines += [f"#  {line[1:]}" if line.startswith("#") else line for line in notes]
-    items = [
-        (
-            nix_ref(c),
-            "; ".join(f"{name}: {', '.join(sorted(s))}" for name, s in sorted(users[c].items())),
-        )
-        for c in sorted(users)
-    ]
-    lines += ["[", *_list("", items)] if items else ["[ ]"]
+    if not plan.macos:
+        lines += ["[", *_list("", items)] if items else ["[ ]"]
+        return lines
+    darwin = _users(
+        (p.name, c, f"{name} (as {linux})")
+        for p in plan.packages
+        for c, names in p.darwin_inputs
+        for name, linux in names
+    )
+    parts = [(cond, part) for cond, part in ((_IS_LINUX, items), (_IS_DARWIN, darwin)) if part]
+    if not parts:
+        return [*lines, "[ ]"]
+    for i, (cond, part) in enumerate(parts):
+        lines.append(("" if i == 0 else "++ ") + f"lib.optionals {cond} [")
+        lines += _list("", part)
     return lines
 
 
@@ -407,6 +590,11 @@ def referenced(plan: NixPlan) -> Iterable[Candidate]:
     for p in plan.packages:
         for c, _ in (*p.inputs, *p.runpaths):
             seen.add(c)
+        for c, _names in p.darwin_inputs:
+            seen.add(c)
+        for _, _linux, weak in p.darwin_weak:
+            if weak is not None:
+                seen.add(weak)
         for _, hint in p.hints:
             if hint is not None:
                 seen.add(_key(hint))
