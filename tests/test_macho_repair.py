@@ -13,6 +13,7 @@ need Homebrew's ``@rpath/libomp.dylib``.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import tempfile
 import zipfile
@@ -148,6 +149,13 @@ def test_universal2_repair_per_slice(run_cli: RunCli, tmp_path: Path, omp_store:
     assert slices["x86_64"].code_signature is None  # lld left it unsigned; not an arm64 slice: stays so
     assert len(verify_signature(new.read_bytes(), IDENT)) == 1  # the arm64 slice, page by page
     assert member(repaired, "omptest/__init__.py") == other
+    # the input fails check --target nix; the repaired wheel passes, libomp pinned to the store
+    assert run_cli("check", wheel).returncode == 1
+    assert run_cli("check", repaired).returncode == 0
+    doc = json.loads(run_cli("inspect", "--json", repaired).stdout)
+    (binary,) = doc["wheels"][0]["macho_binaries"]
+    for sl in binary["slices"]:
+        assert {n["soname"]: n["outcome"] for n in sl["needs"]}[want] == "nix_store"
     assert wheel.read_bytes() == before
     # the output is a valid wheel (RECORD checked while reading) and a second repair is byte-identical
     assert run_cli("inspect", repaired).returncode in (0, 1)

@@ -5,6 +5,7 @@ from /nix/store, and Nix sees the store path as a runtime reference of the unpac
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -112,6 +113,17 @@ def test_repaired_wheel_imports_with_libs_from_the_store(
     again = run_cli("repair", repaired, "-o", tmp_path / "again", *libs)
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "again" / source.name).read_bytes() == repaired.read_bytes()
+    # check: the input fails --target nix, the repaired wheel passes (its needs are pinned to store paths);
+    # for manylinux the store pin is an error, except for what the policy allows (libz)
+    assert run_cli("check", source).returncode == 1
+    passed = run_cli("check", repaired)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    doc = json.loads(run_cli("inspect", "--json", repaired).stdout)
+    outcomes = {n["soname"]: n["outcome"] for b in doc["wheels"][0]["binaries"] for n in b["needs"]}
+    assert outcomes["libfoo.so.1"] == outcomes["libz.so.1"] == "nix_store"
+    ml = json.loads(run_cli("check", "--target", "manylinux_2_17", "--format", "json", repaired).stdout)
+    pinned = sorted(f["soname"] for f in ml["findings"] if f["code"] == "nix-store")
+    assert pinned == ["libfoo.so.1"]
     # and the same repair twice gives the same bytes
     twice = run_cli("repair", source, "-o", tmp_path / "twice", *libs)
     assert twice.returncode == 0, twice.stderr

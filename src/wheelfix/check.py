@@ -174,18 +174,25 @@ def _check_macos(wheel: WheelAnalysis) -> list[Finding]:
     return found
 
 
-def _common(wheel: WheelAnalysis, allow: Sequence[str], external_ok: frozenset[str]) -> list[Finding]:
-    """Findings for every target: external needs, unreachable bundled libs, hints, unsupported binaries."""
+def _common(
+    wheel: WheelAnalysis, allow: Sequence[str], external_ok: frozenset[str], *, store_ok: bool = True
+) -> list[Finding]:
+    """Findings for every target: external needs, unreachable bundled libs, hints, unsupported binaries.
+    ``store_ok``: needs pinned to /nix/store paths (a repaired wheel) are fine (Nix), or external
+    (manylinux)."""
     path = wheel.scan.path
     found: list[Finding] = []
     required = [(m, n) for m, n in _needs(wheel) if n.required]
+    external = _EXTERNAL if store_ok else (*_EXTERNAL, Outcome.NIX_STORE)
     for soname, (need, members) in _grouped(
-        wheel, ((m, n) for m, n in required if n.resolution.outcome in _EXTERNAL)
+        wheel, ((m, n) for m, n in required if n.resolution.outcome in external)
     ).items():
         if soname in external_ok or _allowed(soname, allow):
             continue
         if need.resolution.outcome is Outcome.MANYLINUX:
             code, why = "system-library", "is expected from the system (manylinux policy) but is not bundled"
+        elif need.resolution.outcome is Outcome.NIX_STORE:
+            code, why = "nix-store", "is loaded from /nix/store (a repaired wheel), which exists only on Nix"
         else:
             code, why = "unresolved", "is not bundled, not in another given wheel, and not a system library"
         found.append(Finding("error", code, path, soname, members, f"{soname} {why}"))
@@ -276,7 +283,7 @@ def _policy_violations(wheel: WheelAnalysis, policy: ManylinuxPolicy, allow: Seq
 
 def _check_manylinux(wheel: WheelAnalysis, target: ManylinuxPolicy, allow: Sequence[str]) -> list[Finding]:
     path = wheel.scan.path
-    found = _common(wheel, allow, target.lib_whitelist)
+    found = _common(wheel, allow, target.lib_whitelist, store_ok=False)
     # external libraries are judged against the policy's allowlist below
     found = [f for f in found if f.code not in ("system-library", "unresolved")]
     for why in sorted(set(_policy_violations(wheel, target, allow))):

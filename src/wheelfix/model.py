@@ -34,6 +34,7 @@ class Outcome(str, Enum):
     PYTHON = "python"  # the interpreter's own libpython, already loaded in the process
     GLIBC = "glibc"  # part of the C library
     MACOS_SYSTEM = "macos_system"  # /usr/lib/* or /System/Library/*: part of every macOS install (dyld cache)
+    NIX_STORE = "nix_store"  # the binary names a /nix/store path for it (a repaired wheel); not looked up
 
 
 OUTCOME_ORDER = {o: i for i, o in enumerate(Outcome)}

@@ -155,6 +155,8 @@ class _Resolver:
                 for cand in self.by_dir.get(parent, {}).get(base, []):
                     if self._compatible(node, cand):
                         return self._found(node, cand, "an absolute path", True), cand
+                if name.startswith(NIX_STORE):
+                    return _in_store(f"the absolute path {name}"), None
                 return Resolution(Outcome.UNRESOLVED, "absolute path outside the wheels"), None
             return Resolution(Outcome.UNRESOLVED, "path relative to the current directory"), None
         for d in dirs:
@@ -163,9 +165,9 @@ class _Resolver:
             for cand in self.by_dir.get(d.path, {}).get(name, []):
                 if self._compatible(node, cand):
                     return self._found(node, cand, f"{d.kind} {d.entry}", True), cand
-        return self._classify(node, name), None
+        return self._classify(node, name, dirs), None
 
-    def _classify(self, node: _Node, name: str) -> Resolution:
+    def _classify(self, node: _Node, name: str, dirs: Sequence[SearchDir] = ()) -> Resolution:
         if is_glibc(name):
             return Resolution(Outcome.GLIBC, "part of glibc")
         if is_gpu_driver(name):
@@ -176,6 +178,9 @@ class _Resolver:
             return Resolution(
                 Outcome.PYTHON, "the interpreter's libpython, already loaded by a shared Python"
             )
+        store = _store_dirs(dirs)
+        if store:  # a repaired binary: ld.so will look in these before the system's directories
+            return _in_store(f"its search path's store directories ({', '.join(store)})")
         present = [c for c in self.by_soname.get(name, []) if self._compatible(node, c)]
         if present:
             present.sort(key=lambda c: (c.wheel_index != node.wheel_index, _node_key(c)))
@@ -185,6 +190,23 @@ class _Resolver:
                 Outcome.MANYLINUX, "allowed by the manylinux policy (expected on the system; absent on Nix)"
             )
         return Resolution(Outcome.UNRESOLVED, "not in the wheels and not a system library")
+
+
+NIX_STORE = "/nix/store/"
+
+
+def _store_dirs(dirs: Sequence[SearchDir]) -> list[str]:
+    out: list[str] = []
+    for d in dirs:
+        if d.entry.startswith(NIX_STORE) and d.entry not in out:
+            out.append(d.entry)
+    return out
+
+
+def _in_store(where: str) -> Resolution:
+    return Resolution(
+        Outcome.NIX_STORE, f"expected in {where}: pinned by a repair; not looked up on this host"
+    )
 
 
 def analyze(scans: Sequence[WheelScan]) -> Analysis:
@@ -390,6 +412,9 @@ class _MachOResolver:
                     return self._found(node, cand, f"{d.kind} {d.entry}", True), cand
             if _PYTHON_FRAMEWORK.search(name):
                 return Resolution(Outcome.PYTHON, "the interpreter's Python framework / libpython"), None
+            store = _store_dirs(dirs)
+            if store:
+                return _in_store(f"the store directories of its LC_RPATHs ({', '.join(store)})"), None
             return self._unreachable(node, name, "not found through any LC_RPATH"), None
         if name.startswith("@loader_path/") or (node.is_executable and name.startswith("@executable_path/")):
             path = posixpath.normpath(posixpath.join(node.origin, name.partition("/")[2]))
@@ -417,6 +442,8 @@ class _MachOResolver:
             cand = self._at(node, name)
             if cand is not None:
                 return self._found(node, cand, "an absolute path", True), cand
+            if name.startswith(NIX_STORE):
+                return _in_store(f"the absolute path {name}"), None
             if name.startswith(BUILD_MACHINE_PREFIXES):
                 detail = "absolute path on the build machine (leaked install name; absent on other hosts)"
             else:

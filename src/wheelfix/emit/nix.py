@@ -60,7 +60,8 @@ FLAVORS: tuple[Flavor, ...] = get_args(Flavor)
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_'-]*")
 _KEYWORDS = frozenset({"assert", "else", "if", "in", "inherit", "let", "or", "rec", "then", "with"})
-_NEEDS_NOTHING = (Outcome.GLIBC, Outcome.PYTHON, Outcome.BUNDLED, Outcome.MACOS_SYSTEM)
+# NIX_STORE: the binary already names the store path (a repaired wheel); Nix tracks it as a reference
+_NEEDS_NOTHING = (Outcome.GLIBC, Outcome.PYTHON, Outcome.BUNDLED, Outcome.MACOS_SYSTEM, Outcome.NIX_STORE)
 
 
 def nix_string(text: str) -> str:

@@ -19,6 +19,7 @@ _LABEL = {
     Outcome.PYTHON: "python",
     Outcome.GLIBC: "glibc",
     Outcome.MACOS_SYSTEM: "macos",
+    Outcome.NIX_STORE: "nix store",
 }
 _MAX_MEMBERS = 4
 
