@@ -9,8 +9,6 @@ checked page by page with hashlib, and ``nix-store -q --references`` of the outp
 
 from __future__ import annotations
 
-import os
-import sys
 import zipfile
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from . import machofixtures as mf
 from .conftest import require_tool
 from .test_macho import verify_signature
 from .test_macho_pipeline import make_wheel
-from .test_nix_flake import HOOK, RAW_BUILDER, WHEELFIX, host_patchelf, nix_env, references, run
+from .test_nix_flake import build_with_hook, nix_env, references, run
 
 EXT = "omptest/_ext.cpython-311-darwin.so"
 
@@ -51,33 +49,7 @@ def test_hook_repairs_a_macos_wheel_in_a_nix_build(tmp_path: Path) -> None:
     fat = mf.lipo(tmp_path / "fat" / "_ext.cpython-311-darwin.so", *ext).read_bytes()
     wheel = make_wheel(tmp_path, "omptest", "cp311-cp311-macosx_11_0_universal2", {EXT: fat})
 
-    wrapper = tmp_path / "wheelfix"
-    wrapper.write_text(WHEELFIX.format(python=sys.executable))
-    wrapper.chmod(0o755)
-    hook = tmp_path / "hook.sh"
-    hook.write_text(
-        HOOK.read_text().replace("@wheelfix@", str(wrapper)).replace("@patchelf@", host_patchelf())
-    )
-    builder = tmp_path / "builder.sh"
-    builder.write_text(RAW_BUILDER)
-    expr = tmp_path / "repair.nix"
-    expr.write_text(f"""
-derivation {{
-  name = "omptest-repaired-in-nix";
-  system = builtins.currentSystem;
-  builder = "{require_tool("bash")}";
-  args = [ {builder} ];
-  hook = {hook};
-  wheel = {wheel};
-  wheelName = "{wheel.name}";
-  wheelfix = "{wrapper}";
-  hostPath = "{os.environ["PATH"]}";
-  libs = map builtins.storePath [ "{omp}" ];
-}}
-""")
-    built = run(["nix-build", "--no-out-link", expr], env=nix_env())
-    assert built.returncode == 0, built.stderr
-    out = Path(built.stdout.strip().splitlines()[-1])
+    out = build_with_hook(tmp_path, wheel, [omp])
     with zipfile.ZipFile(out / wheel.name) as zf:
         new = zf.read(EXT)
     got = tmp_path / "got" / "_ext.cpython-311-darwin.so"

@@ -764,6 +764,40 @@ wheelfixRepairWheels "$out" "input/$wheelName"
 """
 
 
+def build_with_hook(tmp_path: Path, wheel: Path, libs: Sequence[str]) -> Path:
+    """Run the hook's repair of ``wheel`` in a raw derivation whose host dependencies are ``libs`` (store
+    paths); returns the output (the repaired wheel and its inspect report)."""
+    require_tool("nix-build")
+    wrapper = tmp_path / "wheelfix"
+    wrapper.write_text(WHEELFIX.format(python=sys.executable))
+    wrapper.chmod(0o755)
+    hook = tmp_path / "hook.sh"
+    hook.write_text(
+        HOOK.read_text().replace("@wheelfix@", str(wrapper)).replace("@patchelf@", host_patchelf())
+    )
+    builder = tmp_path / "builder.sh"
+    builder.write_text(RAW_BUILDER)
+    expr = tmp_path / "repair.nix"
+    store_paths = " ".join(f'"{p}"' for p in libs)
+    expr.write_text(f"""
+derivation {{
+  name = "wheel-repaired-in-nix";
+  system = builtins.currentSystem;
+  builder = "{require_tool("bash")}";
+  args = [ {builder} ];
+  hook = {hook};
+  wheel = {wheel};
+  wheelName = "{wheel.name}";
+  wheelfix = "{wrapper}";
+  hostPath = "{os.environ["PATH"]}";
+  libs = map builtins.storePath [ {store_paths} ];
+}}
+""")
+    built = run(["nix-build", "--no-out-link", expr], env=nix_env())
+    assert built.returncode == 0, built.stderr
+    return Path(built.stdout.strip().splitlines()[-1])
+
+
 def test_raw_derivation_repairs_against_store_libraries(
     wheels: dict[str, Path], deps: Deps, tmp_path: Path
 ) -> None:
@@ -780,34 +814,8 @@ def test_raw_derivation_repairs_against_store_libraries(
         proc = run(["nix-store", "--add", path], env=nix_env())
         assert proc.returncode == 0, proc.stderr
         store[name] = proc.stdout.strip()
-    wrapper = tmp_path / "wheelfix"
-    wrapper.write_text(WHEELFIX.format(python=sys.executable))
-    wrapper.chmod(0o755)
-    hook = tmp_path / "hook.sh"
-    hook.write_text(
-        HOOK.read_text().replace("@wheelfix@", str(wrapper)).replace("@patchelf@", host_patchelf())
-    )
-    builder = tmp_path / "builder.sh"
-    builder.write_text(RAW_BUILDER)
     demo = wheels["demo"]
-    expr = tmp_path / "repair.nix"
-    expr.write_text(f"""
-derivation {{
-  name = "demo-repaired-in-nix";
-  system = builtins.currentSystem;
-  builder = "{require_tool("bash")}";
-  args = [ {builder} ];
-  hook = {hook};
-  wheel = {demo};
-  wheelName = "{demo.name}";
-  wheelfix = "{wrapper}";
-  hostPath = "{os.environ["PATH"]}";
-  libs = map builtins.storePath [ "{store["foo"]}" "{store["zlib"]}" "{store["glibc"]}" ];
-}}
-""")
-    built = run(["nix-build", "--no-out-link", expr], env=nix_env())
-    assert built.returncode == 0, built.stderr
-    out = Path(built.stdout.strip().splitlines()[-1])
+    out = build_with_hook(tmp_path, demo, [store["foo"], store["zlib"], store["glibc"]])
     repaired = out / demo.name
     ext = member_bytes(repaired, DEMO_EXT)
     assert search_path(ext) == ("RUNPATH", f"$ORIGIN/../demo.libs:{store['foo']}/lib:{store['zlib']}/lib")
