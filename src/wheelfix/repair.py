@@ -235,6 +235,8 @@ def _plan_slice(
         candidates.append(("rpath", by_rpath))
     rooms = [(strategy, edits, slice_room(sl, index, edits)) for strategy, edits in candidates]
     for strategy, edits, room in rooms:
+        if not edits:  # the store directories are LC_RPATHs already: dyld finds the libraries there
+            return None, missing, None
         if room.missing == 0:
             signed = sl.code_signature is not None or sl.arch.startswith("arm64")
             return (
