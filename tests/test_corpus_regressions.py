@@ -183,3 +183,27 @@ def test_plan_patch_refuses_values_that_do_not_fit_the_elf_class(tmp_path: Path)
     data[last + 16 : last + 24] = ((1 << 64) - memsz - 8).to_bytes(8, "little")
     with pytest.raises(BinaryFormatError):
         plan_patch(bytes(data), path=("RUNPATH", "$ORIGIN"), interpreter="/nix/store/" + "x" * 60 + "/ld.so")
+
+
+def test_plan_patch_refuses_a_program_header_table_over_the_elf_header(tmp_path: Path) -> None:
+    """Fuzz finding (elf-writer harness, 30-minute run): e_phoff = 8 puts the program header table over the
+    ELF header (its first entry, read from e_ident's zero padding, is PT_NULL, so the reader accepts the
+    file). Writing the table back overwrote the header, and the patched file no longer parsed ("bad
+    section header size 0"). A table that overlaps the header is malformed input: BinaryFormatError."""
+    from wheelfix.binfmt import BinaryFormatError
+    from wheelfix.binfmt.elf import parse_elf
+    from wheelfix.binfmt.elf_edit import plan_patch
+
+    gcc = require_tool("gcc")
+    src = tmp_path / "t.c"
+    src.write_text("int f(void) { return 1; }\n")
+    lib = tmp_path / "libt.so"
+    subprocess.run([gcc, "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
+    data = bytearray(lib.read_bytes())
+    assert int.from_bytes(data[32:40], "little") == 64
+    phnum = int.from_bytes(data[56:58], "little")
+    data[32:40] = (8).to_bytes(8, "little")  # the table starts inside the header...
+    data[56:58] = (phnum + 1).to_bytes(2, "little")  # ...and its entries 1.. are the real ones
+    parse_elf(bytes(data), scan_strings=False)  # the reader accepts it
+    with pytest.raises(BinaryFormatError, match="overlaps the ELF header"):
+        plan_patch(bytes(data), path=("RUNPATH", "$ORIGIN"))

@@ -332,6 +332,11 @@ def plan_patch(
 def _plan_patch(data: Buffer, *, path: tuple[str, str] | None, interpreter: str | None) -> ElfPatch:
     info = parse_elf(data, scan_strings=False)  # full validation first: bounds of everything below
     lay = _Layout(data)
+    ehdr_end = 16 + lay.ehdr.size
+    if lay.phnum and lay.phoff < ehdr_end:  # entries written there would overwrite the ELF header
+        raise BinaryFormatError(f"the program header table (at {lay.phoff:#x}) overlaps the ELF header")
+    if lay.shnum and lay.shoff and lay.shoff < ehdr_end:
+        raise BinaryFormatError(f"the section header table (at {lay.shoff:#x}) overlaps the ELF header")
     for p in lay.phdrs:  # gABI rules the reader does not enforce but the layout below relies on
         if p.type != PT_NULL and (
             p.filesz > p.memsz
