@@ -207,3 +207,33 @@ def test_plan_patch_refuses_a_program_header_table_over_the_elf_header(tmp_path:
     parse_elf(bytes(data), scan_strings=False)  # the reader accepts it
     with pytest.raises(BinaryFormatError, match="overlaps the ELF header"):
         plan_patch(bytes(data), path=("RUNPATH", "$ORIGIN"))
+
+
+def test_interpreter_that_fits_in_place_while_the_table_grows_over_it(tmp_path: Path) -> None:
+    """Fuzz finding (elf-writer harness, rerun after the fix above): in a gcc executable .interp follows
+    the program header table directly. When the table grows by moving .interp (and the notes) into the
+    new segment, a new interpreter short enough to fit in place was still written at the old .interp:
+    two overlapping writes (an internal error). It now goes with the moved bytes' new segment, and the
+    result reads back with the new interpreter, search path and unchanged needs."""
+    from wheelfix.binfmt.elf import parse_elf
+    from wheelfix.binfmt.elf_edit import plan_patch
+
+    gcc = require_tool("gcc")
+    src = tmp_path / "m.c"
+    src.write_text("int main(void) { return 0; }\n")
+    exe = tmp_path / "m"
+    subprocess.run([gcc, "-o", str(exe), str(src)], check=True)
+    data = exe.read_bytes()
+    before = parse_elf(data, scan_strings=False)
+    assert before.interpreter is not None
+    short = "/nix/store/x/ld.so"
+    assert len(short) < len(before.interpreter)
+    runpath = "/nix/store/" + "r" * 200 + "/lib"  # too long for any in-place room: a new segment
+    patch = plan_patch(data, path=("RUNPATH", runpath), interpreter=short)
+    after = parse_elf(patch.apply(data), scan_strings=False)
+    assert (after.interpreter, after.runpath, after.needed) == (short, runpath, before.needed)
+    readelf = require_tool("readelf")
+    out = tmp_path / "m2"
+    out.write_bytes(patch.apply(data))
+    shown = subprocess.run([readelf, "-lW", str(out)], capture_output=True, text=True, check=True).stdout
+    assert f"[Requesting program interpreter: {short}]" in shown

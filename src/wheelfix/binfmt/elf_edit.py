@@ -430,9 +430,18 @@ def _plan_patch(data: Buffer, *, path: tuple[str, str] | None, interpreter: str 
         new_interp = interpreter.encode("utf-8")
         if b"\0" in new_interp or not new_interp:
             raise ElfEditError("an interpreter path must be non-empty and cannot contain NUL")
-        if new_interp != (info.interpreter or "").encode("utf-8"):
-            if len(new_interp) + 1 <= interp_seg.filesz:
-                overrides[interp_seg.offset] = new_interp + b"\0" * (interp_seg.filesz - len(new_interp))
+        old_interp = (info.interpreter or "").encode("utf-8")
+        if new_interp != old_interp:
+            # in place when it fits and its bytes stay where they are (not in the block moved to make
+            # room for the table); only the old string's bytes are overwritten
+            moving = (
+                grow is not None
+                and interp_seg.offset < grow[1]
+                and interp_seg.offset + interp_seg.filesz > grow[0]
+            )
+            if len(new_interp) + 1 <= interp_seg.filesz and not moving:
+                width = max(len(new_interp), min(len(old_interp), interp_seg.filesz - 1)) + 1
+                overrides[interp_seg.offset] = new_interp + b"\0" * (width - len(new_interp))
             else:
                 interp_rel, _i = seg.put(new_interp + b"\0")
 
