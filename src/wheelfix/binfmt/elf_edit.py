@@ -432,14 +432,7 @@ def _plan_patch(data: Buffer, *, path: tuple[str, str] | None, interpreter: str 
             raise ElfEditError("an interpreter path must be non-empty and cannot contain NUL")
         old_interp = (info.interpreter or "").encode("utf-8")
         if new_interp != old_interp:
-            # in place when it fits and its bytes stay where they are (not in the block moved to make
-            # room for the table); only the old string's bytes are overwritten
-            moving = (
-                grow is not None
-                and interp_seg.offset < grow[1]
-                and interp_seg.offset + interp_seg.filesz > grow[0]
-            )
-            if len(new_interp) + 1 <= interp_seg.filesz and not moving:
+            if len(new_interp) + 1 <= interp_seg.filesz:  # in place, over the old string only
                 width = max(len(new_interp), min(len(old_interp), interp_seg.filesz - 1)) + 1
                 overrides[interp_seg.offset] = new_interp + b"\0" * (width - len(new_interp))
             else:
@@ -458,6 +451,18 @@ def _plan_patch(data: Buffer, *, path: tuple[str, str] | None, interpreter: str 
         if dyn_changed and dyn_seg is not None:
             overrides[dyn_seg.offset] = _pack_dynamic(lay, new_entries, capacity)
         return _finish(size, overrides, ())
+
+    # an interpreter written in place must not stay among the bytes moved away to make room for the
+    # table (the table's new entry overwrites them): it goes into the new segment with them
+    if (
+        interp_seg is not None
+        and interp_seg.offset in overrides
+        and grow is not None
+        and interp_seg.offset < grow[1]
+        and interp_seg.offset + interp_seg.filesz > grow[0]
+    ):
+        del overrides[interp_seg.offset]
+        interp_rel, _i = seg.put(new_interp + b"\0")
 
     # --- place the new segment
     block_rel = 0
