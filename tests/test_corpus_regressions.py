@@ -237,3 +237,29 @@ def test_interpreter_that_fits_in_place_while_the_table_grows_over_it(tmp_path: 
     out.write_bytes(patch.apply(data))
     shown = subprocess.run([readelf, "-lW", str(out)], capture_output=True, text=True, check=True).stdout
     assert f"[Requesting program interpreter: {short}]" in shown
+
+
+def test_plan_patch_refuses_two_interpreters(tmp_path: Path) -> None:
+    """Fuzz finding (elf-writer rerun): PT_PHDR turned into a second PT_INTERP (over the program header
+    table). The writer edited the first PT_INTERP while the reader reported the last, so the edit
+    "did not happen"; writing the interpreter there would also overwrite the table. The gABI allows one
+    PT_INTERP (and one PT_DYNAMIC, one PT_PHDR): the writer refuses more as malformed, and the reader now
+    reports the first, as the kernel uses it."""
+    from wheelfix.binfmt import BinaryFormatError
+    from wheelfix.binfmt.elf import parse_elf
+    from wheelfix.binfmt.elf_edit import plan_patch
+
+    gcc = require_tool("gcc")
+    src = tmp_path / "m.c"
+    src.write_text("int main(void) { return 0; }\n")
+    exe = tmp_path / "m"
+    subprocess.run([gcc, "-o", str(exe), str(src)], check=True)
+    data = bytearray(exe.read_bytes())
+    phoff, phnum = int.from_bytes(data[32:40], "little"), int.from_bytes(data[56:58], "little")
+    types = [int.from_bytes(data[phoff + i * 56 : phoff + i * 56 + 4], "little") for i in range(phnum)]
+    assert types[0] == 6 and 3 in types  # PT_PHDR first, then PT_INTERP (gcc's layout)
+    data[phoff : phoff + 4] = (3).to_bytes(4, "little")  # PT_PHDR -> a second PT_INTERP, first in order
+    info = parse_elf(bytes(data), scan_strings=False)
+    assert info.interpreter != "/lib64/ld-linux-x86-64.so.2"  # the first one: the table's bytes
+    with pytest.raises(BinaryFormatError, match="more than one PT_INTERP"):
+        plan_patch(bytes(data), path=("RUNPATH", "$ORIGIN"), interpreter="/nix/store/x/ld.so")

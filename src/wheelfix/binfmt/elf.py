@@ -206,9 +206,10 @@ def parse_elf(data: Buffer, *, scan_strings: bool = True) -> ElfInfo:
     # -- PT_INTERP
     interpreter: str | None = None
     for p_type, _f, off, _va, filesz, _a in segments:
-        if p_type == PT_INTERP:
+        if p_type == PT_INTERP:  # the first one, as the kernel reads it
             start, end = region(off, filesz, "PT_INTERP")
             interpreter = r.cstring(start, end, "PT_INTERP")
+            break
 
     # -- dynamic segment
     dyn = [s for s in segments if s[0] == PT_DYNAMIC]

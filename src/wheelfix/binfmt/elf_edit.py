@@ -337,6 +337,18 @@ def _plan_patch(data: Buffer, *, path: tuple[str, str] | None, interpreter: str 
         raise BinaryFormatError(f"the program header table (at {lay.phoff:#x}) overlaps the ELF header")
     if lay.shnum and lay.shoff and lay.shoff < ehdr_end:
         raise BinaryFormatError(f"the section header table (at {lay.shoff:#x}) overlaps the ELF header")
+    for unique, label in ((PT_INTERP, "PT_INTERP"), (PT_DYNAMIC, "PT_DYNAMIC"), (PT_PHDR, "PT_PHDR")):
+        if sum(1 for p in lay.phdrs if p.type == unique) > 1:  # the gABI allows one
+            raise BinaryFormatError(f"more than one {label} program header")
+    table_start, table_stop = lay.phoff, lay.phoff + lay.phnum * lay.phdr.size
+    for p in lay.phdrs:  # written in place: they must not share bytes with the table
+        if (
+            p.type in (PT_INTERP, PT_DYNAMIC)
+            and p.filesz
+            and p.offset < table_stop
+            and p.offset + p.filesz > table_start
+        ):
+            raise BinaryFormatError(f"the program header table overlaps a segment (type {p.type:#x})")
     for p in lay.phdrs:  # gABI rules the reader does not enforce but the layout below relies on
         if p.type != PT_NULL and (
             p.filesz > p.memsz
