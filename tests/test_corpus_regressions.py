@@ -263,3 +263,50 @@ def test_plan_patch_refuses_two_interpreters(tmp_path: Path) -> None:
     assert info.interpreter != "/lib64/ld-linux-x86-64.so.2"  # the first one: the table's bytes
     with pytest.raises(BinaryFormatError, match="more than one PT_INTERP"):
         plan_patch(bytes(data), path=("RUNPATH", "$ORIGIN"), interpreter="/nix/store/x/ld.so")
+
+
+def test_moved_interpreter_takes_only_the_interp_section_header_along(tmp_path: Path) -> None:
+    """Fuzz finding (elf-writer, third rerun): PT_INTERP's offset pointing at a note section. When the new
+    interpreter moved into the new segment, the section header "at the interpreter's offset" was moved
+    with it, the note section's: the result's notes no longer parsed. Only the PROGBITS .interp follows."""
+    from wheelfix.binfmt.elf import parse_elf
+    from wheelfix.binfmt.elf_edit import plan_patch
+
+    gcc = require_tool("gcc")
+    src = tmp_path / "m.c"
+    src.write_text("int main(void) { return 0; }\n")
+    exe = tmp_path / "m"
+    subprocess.run([gcc, "-o", str(exe), str(src)], check=True)
+    data = bytearray(exe.read_bytes())
+    phoff, phnum = int.from_bytes(data[32:40], "little"), int.from_bytes(data[56:58], "little")
+    shoff, shnum = int.from_bytes(data[40:48], "little"), int.from_bytes(data[60:62], "little")
+    notes = [
+        int.from_bytes(data[shoff + i * 64 + 24 : shoff + i * 64 + 32], "little")
+        for i in range(shnum)
+        if int.from_bytes(data[shoff + i * 64 + 4 : shoff + i * 64 + 8], "little") == 7  # SHT_NOTE
+    ]
+    (interp,) = [
+        phoff + i * 56
+        for i in range(phnum)
+        if int.from_bytes(data[phoff + i * 56 : phoff + i * 56 + 4], "little") == 3
+    ]
+    data[interp + 8 : interp + 16] = notes[0].to_bytes(8, "little")  # PT_INTERP -> the first note's bytes
+    parse_elf(bytes(data), scan_strings=False)  # still readable
+    patch = plan_patch(
+        bytes(data), path=("RUNPATH", "$ORIGIN"), interpreter="/nix/store/" + "i" * 60 + "/ld.so"
+    )
+    out = patch.apply(bytes(data))
+    after = parse_elf(out, scan_strings=False)
+    assert after.interpreter == "/nix/store/" + "i" * 60 + "/ld.so" and after.runpath == "$ORIGIN"
+    shown = subprocess.run(
+        [require_tool("readelf"), "-SW", str(write_file(tmp_path / "m2", out))],
+        capture_output=True,
+        text=True,
+    ).stdout
+    note_line = next(line for line in shown.splitlines() if "NOTE" in line)
+    assert f"{notes[0]:06x}" in note_line  # the note section stayed where its bytes are
+
+
+def write_file(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path

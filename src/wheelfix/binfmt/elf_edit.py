@@ -570,7 +570,13 @@ def _plan_patch(data: Buffer, *, path: tuple[str, str] | None, interpreter: str 
             moved = (strtab_rel, new_strsz)
         elif dyn_rel is not None and sh_type == SHT_DYNAMIC:
             moved = (dyn_rel, dyn_slots * lay.dyn.size)
-        elif interp_rel is not None and interp_seg is not None and sh_off == interp_seg.offset and sh_size:
+        elif (
+            interp_rel is not None
+            and interp_seg is not None
+            and sh_type == SHT_PROGBITS  # .interp, not a note that happens to start at the same offset
+            and sh_off == interp_seg.offset
+            and sh_size
+        ):
             moved = (interp_rel, len(new_interp) + 1)
         if moved is None and block_shift and sh_type != 8 and in_block(sh_off, sh_size):  # 8: SHT_NOBITS
             fields = list(s)
