@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .binfmt.macho import MachOSlice
-from .binfmt.macho_edit import MachOEdits, slice_room
+from .binfmt.macho_edit import MachOEdits, slice_room, wants_signature
 from .libpath import LibIndex
 from .model import Analysis, ArchView, BinaryAnalysis, MachOAnalysis, Outcome, WheelAnalysis
 from .resolve import BUILD_MACHINE_PREFIXES
@@ -238,7 +238,6 @@ def _plan_slice(
         if not edits:  # the store directories are LC_RPATHs already: dyld finds the libraries there
             return None, missing, None
         if room.missing == 0:
-            signed = sl.code_signature is not None or sl.arch.startswith("arm64")
             return (
                 SliceEdit(
                     arch=sl.arch,
@@ -246,7 +245,7 @@ def _plan_slice(
                     rename=tuple(edits.change_names.items()),
                     add_rpaths=edits.add_rpaths,
                     delete_rpaths=edits.delete_rpaths,
-                    resign=signed,
+                    resign=wants_signature(sl),
                     needed=room.needed,
                     available=room.available,
                 ),

@@ -341,7 +341,8 @@ def _plan_patch(data: Buffer, *, path: tuple[str, str] | None, interpreter: str 
         if sum(1 for p in lay.phdrs if p.type == unique) > 1:  # the gABI allows one
             raise BinaryFormatError(f"more than one {label} program header")
     table_start, table_stop = lay.phoff, lay.phoff + lay.phnum * lay.phdr.size
-    for p in lay.phdrs:  # written in place: they must not share bytes with the table
+    for p in lay.phdrs:  # gABI rules the reader does not enforce but the layout below relies on
+        # PT_INTERP and PT_DYNAMIC are written in place: they must not share bytes with the table
         if (
             p.type in (PT_INTERP, PT_DYNAMIC)
             and p.filesz
@@ -349,7 +350,6 @@ def _plan_patch(data: Buffer, *, path: tuple[str, str] | None, interpreter: str 
             and p.offset + p.filesz > table_start
         ):
             raise BinaryFormatError(f"the program header table overlaps a segment (type {p.type:#x})")
-    for p in lay.phdrs:  # gABI rules the reader does not enforce but the layout below relies on
         if p.type != PT_NULL and (
             p.filesz > p.memsz
             or p.align & (p.align - 1)

@@ -65,6 +65,7 @@ __all__ = [
     "sign_macho",
     "sign_slice",
     "slice_room",
+    "wants_signature",
 ]
 
 LC_CODE_SIGNATURE_SIZE = 16
@@ -192,7 +193,7 @@ def slice_room(sl: MachOSlice, index: int, edits: MachOEdits, *, sign: SignMode 
         elif path in edits.replace_rpaths:
             delta += rpath_command_size(edits.replace_rpaths[path], sl.bits) - lc.size
     delta += sum(rpath_command_size(p, sl.bits) for p in edits.add_rpaths)
-    will_sign = sign == "always" or (sign == "auto" and _wants_signature(sl))
+    will_sign = _will_sign(sl, sign)
     if will_sign and sl.code_signature is None:
         delta += LC_CODE_SIGNATURE_SIZE
     return SliceRoom(sl.arch, index, sl.sizeofcmds + delta, sl.sizeofcmds + sl.header_padding)
@@ -234,7 +235,7 @@ def sign_macho(
     info = parse_macho(data)
     new_slices: list[bytes | None] = []
     for index, sl in enumerate(info.slices):
-        wanted = sl.arch in archs if archs is not None else _wants_signature(sl)
+        wanted = sl.arch in archs if archs is not None else wants_signature(sl)
         if not wanted:
             new_slices.append(None)
             continue
@@ -306,7 +307,12 @@ def sign_slice(buf: bytearray, *, identifier: str | None = None, name: str = "<b
 # --- one slice ---------------------------------------------------------------------------------------
 
 
-def _wants_signature(sl: MachOSlice) -> bool:
+def _will_sign(sl: MachOSlice, sign: SignMode) -> bool:
+    return sign == "always" or (sign == "auto" and wants_signature(sl))
+
+
+def wants_signature(sl: MachOSlice) -> bool:
+    """Whether ``sign="auto"`` signs the slice once edited: it was signed, or it is arm64/arm64e."""
     return sl.code_signature is not None or sl.arch.startswith("arm64")
 
 
@@ -388,7 +394,7 @@ def _plan_slice(
         commands.insert(insert_at, (LC_RPATH, _rpath_command(path, align, where)))
         insert_at += 1
 
-    will_sign = sign == "always" or (sign == "auto" and _wants_signature(sl))
+    will_sign = _will_sign(sl, sign)
     add_signature = will_sign and sl.code_signature is None
     needed = sum(len(raw) for _, raw in commands) + (LC_CODE_SIGNATURE_SIZE if add_signature else 0)
     room = SliceRoom(sl.arch, index, needed, sl.sizeofcmds + sl.header_padding)
