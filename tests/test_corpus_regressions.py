@@ -32,6 +32,26 @@ WHEEL_NAME = "evil-1.0-cp311-cp311-linux_x86_64.whl"
 RECORD = "evil-1.0.dist-info/RECORD"
 HOST_ELF = Path("/usr/bin/true")
 TIMEOUT = 120
+MAIN_C = "int main(void) { return 0; }\n"
+
+
+def _gcc(tmp_path: Path, source: str, *flags: str) -> bytearray:
+    """The bytes of ``source`` compiled and linked by gcc (an executable, or what ``flags`` ask for)."""
+    src = tmp_path / "m.c"
+    src.write_text(source)
+    out = tmp_path / "m"
+    subprocess.run([require_tool("gcc"), *flags, "-o", str(out), str(src)], check=True)
+    return bytearray(out.read_bytes())
+
+
+def _phdr_offsets(data: bytes | bytearray, p_type: int) -> list[int]:
+    """File offsets of the ELF64 LE program headers of type ``p_type``."""
+    phoff, phnum = int.from_bytes(data[32:40], "little"), int.from_bytes(data[56:58], "little")
+    return [
+        phoff + i * 56
+        for i in range(phnum)
+        if int.from_bytes(data[phoff + i * 56 : phoff + i * 56 + 4], "little") == p_type
+    ]
 
 
 def _cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -165,19 +185,8 @@ def test_plan_patch_refuses_values_that_do_not_fit_the_elf_class(tmp_path: Path)
     from wheelfix.binfmt import BinaryFormatError
     from wheelfix.binfmt.elf_edit import plan_patch
 
-    gcc = require_tool("gcc")
-    src = tmp_path / "m.c"
-    src.write_text("int main(void) { return 0; }\n")
-    exe = tmp_path / "m"
-    subprocess.run([gcc, "-o", str(exe), str(src)], check=True)
-    data = bytearray(exe.read_bytes())
-    phoff, phnum = int.from_bytes(data[32:40], "little"), int.from_bytes(data[56:58], "little")
-    loads = [
-        phoff + i * 56
-        for i in range(phnum)
-        if int.from_bytes(data[phoff + i * 56 : phoff + i * 56 + 4], "little") == 1
-    ]
-    last = loads[-1]
+    data = _gcc(tmp_path, MAIN_C)
+    last = _phdr_offsets(data, 1)[-1]  # the last PT_LOAD
     memsz = int.from_bytes(data[last + 40 : last + 48], "little")
     # the last PT_LOAD ends just below 2**64: legal, but a segment above it cannot be addressed
     data[last + 16 : last + 24] = ((1 << 64) - memsz - 8).to_bytes(8, "little")
@@ -194,12 +203,7 @@ def test_plan_patch_refuses_a_program_header_table_over_the_elf_header(tmp_path:
     from wheelfix.binfmt.elf import parse_elf
     from wheelfix.binfmt.elf_edit import plan_patch
 
-    gcc = require_tool("gcc")
-    src = tmp_path / "t.c"
-    src.write_text("int f(void) { return 1; }\n")
-    lib = tmp_path / "libt.so"
-    subprocess.run([gcc, "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
-    data = bytearray(lib.read_bytes())
+    data = _gcc(tmp_path, "int f(void) { return 1; }\n", "-shared", "-fPIC")
     assert int.from_bytes(data[32:40], "little") == 64
     phnum = int.from_bytes(data[56:58], "little")
     data[32:40] = (8).to_bytes(8, "little")  # the table starts inside the header...
@@ -218,12 +222,7 @@ def test_interpreter_that_fits_in_place_while_the_table_grows_over_it(tmp_path: 
     from wheelfix.binfmt.elf import parse_elf
     from wheelfix.binfmt.elf_edit import plan_patch
 
-    gcc = require_tool("gcc")
-    src = tmp_path / "m.c"
-    src.write_text("int main(void) { return 0; }\n")
-    exe = tmp_path / "m"
-    subprocess.run([gcc, "-o", str(exe), str(src)], check=True)
-    data = exe.read_bytes()
+    data = bytes(_gcc(tmp_path, MAIN_C))
     before = parse_elf(data, scan_strings=False)
     assert before.interpreter is not None
     short = "/nix/store/x/ld.so"
@@ -249,15 +248,9 @@ def test_plan_patch_refuses_two_interpreters(tmp_path: Path) -> None:
     from wheelfix.binfmt.elf import parse_elf
     from wheelfix.binfmt.elf_edit import plan_patch
 
-    gcc = require_tool("gcc")
-    src = tmp_path / "m.c"
-    src.write_text("int main(void) { return 0; }\n")
-    exe = tmp_path / "m"
-    subprocess.run([gcc, "-o", str(exe), str(src)], check=True)
-    data = bytearray(exe.read_bytes())
-    phoff, phnum = int.from_bytes(data[32:40], "little"), int.from_bytes(data[56:58], "little")
-    types = [int.from_bytes(data[phoff + i * 56 : phoff + i * 56 + 4], "little") for i in range(phnum)]
-    assert types[0] == 6 and 3 in types  # PT_PHDR first, then PT_INTERP (gcc's layout)
+    data = _gcc(tmp_path, MAIN_C)
+    phoff = int.from_bytes(data[32:40], "little")
+    assert _phdr_offsets(data, 6)[:1] == [phoff] and _phdr_offsets(data, 3)  # PT_PHDR first, a PT_INTERP
     data[phoff : phoff + 4] = (3).to_bytes(4, "little")  # PT_PHDR -> a second PT_INTERP, first in order
     info = parse_elf(bytes(data), scan_strings=False)
     assert info.interpreter != "/lib64/ld-linux-x86-64.so.2"  # the first one: the table's bytes
@@ -272,24 +265,14 @@ def test_moved_interpreter_takes_only_the_interp_section_header_along(tmp_path: 
     from wheelfix.binfmt.elf import parse_elf
     from wheelfix.binfmt.elf_edit import plan_patch
 
-    gcc = require_tool("gcc")
-    src = tmp_path / "m.c"
-    src.write_text("int main(void) { return 0; }\n")
-    exe = tmp_path / "m"
-    subprocess.run([gcc, "-o", str(exe), str(src)], check=True)
-    data = bytearray(exe.read_bytes())
-    phoff, phnum = int.from_bytes(data[32:40], "little"), int.from_bytes(data[56:58], "little")
+    data = _gcc(tmp_path, MAIN_C)
     shoff, shnum = int.from_bytes(data[40:48], "little"), int.from_bytes(data[60:62], "little")
     notes = [
         int.from_bytes(data[shoff + i * 64 + 24 : shoff + i * 64 + 32], "little")
         for i in range(shnum)
         if int.from_bytes(data[shoff + i * 64 + 4 : shoff + i * 64 + 8], "little") == 7  # SHT_NOTE
     ]
-    (interp,) = [
-        phoff + i * 56
-        for i in range(phnum)
-        if int.from_bytes(data[phoff + i * 56 : phoff + i * 56 + 4], "little") == 3
-    ]
+    (interp,) = _phdr_offsets(data, 3)
     data[interp + 8 : interp + 16] = notes[0].to_bytes(8, "little")  # PT_INTERP -> the first note's bytes
     parse_elf(bytes(data), scan_strings=False)  # still readable
     patch = plan_patch(
@@ -298,15 +281,10 @@ def test_moved_interpreter_takes_only_the_interp_section_header_along(tmp_path: 
     out = patch.apply(bytes(data))
     after = parse_elf(out, scan_strings=False)
     assert after.interpreter == "/nix/store/" + "i" * 60 + "/ld.so" and after.runpath == "$ORIGIN"
+    patched = tmp_path / "m2"
+    patched.write_bytes(out)
     shown = subprocess.run(
-        [require_tool("readelf"), "-SW", str(write_file(tmp_path / "m2", out))],
-        capture_output=True,
-        text=True,
+        [require_tool("readelf"), "-SW", str(patched)], capture_output=True, text=True
     ).stdout
     note_line = next(line for line in shown.splitlines() if "NOTE" in line)
     assert f"{notes[0]:06x}" in note_line  # the note section stayed where its bytes are
-
-
-def write_file(path: Path, data: bytes) -> Path:
-    path.write_bytes(data)
-    return path
