@@ -18,7 +18,7 @@ from elftools.elf.dynamic import DynamicSection  # noqa: E402
 from elftools.elf.elffile import ELFFile  # noqa: E402
 from elftools.elf.gnuversions import GNUVerNeedSection  # noqa: E402
 
-from wheelfix.binfmt.elf import parse_elf  # noqa: E402
+from wheelfix.binfmt.elf.reader import parse_elf  # noqa: E402
 
 
 def with_pyelftools(data: bytes) -> tuple[list[str], list[tuple[str, list[str]]]]:

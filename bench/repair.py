@@ -199,10 +199,10 @@ def find_patchelf() -> str:
 
 def make_plan(wheel: Path, lib_dirs: Sequence[str], allow: Sequence[str]) -> dict[str, Any]:
     """wheelfix's own plan, so that every method makes the same edits."""
-    from wheelfix.libpath import LibIndex
-    from wheelfix.repair import plan_repair
-    from wheelfix.resolve import analyze
-    from wheelfix.scan import scan_wheel
+    from wheelfix.analysis.resolve import analyze
+    from wheelfix.analysis.scan import scan_wheel
+    from wheelfix.repair.libindex import LibIndex
+    from wheelfix.repair.plan import plan_repair
 
     (plan,) = plan_repair(
         analyze([scan_wheel(wheel)]), LibIndex.from_dirs([Path(d) for d in lib_dirs]), allow=allow

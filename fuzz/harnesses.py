@@ -36,12 +36,12 @@ from pathlib import Path
 from hypothesis import strategies as st
 
 from wheelfix.binfmt import BinaryFormatError
-from wheelfix.binfmt.elf import parse_elf
-from wheelfix.binfmt.elf_edit import plan_patch
-from wheelfix.binfmt.macho import parse_macho
-from wheelfix.binfmt.macho_edit import MachOEditError, MachOEdits, edit_macho
+from wheelfix.binfmt.elf.editor import plan_patch
+from wheelfix.binfmt.elf.reader import parse_elf
+from wheelfix.binfmt.macho.editor import MachOEditError, MachOEdits, edit_macho
+from wheelfix.binfmt.macho.reader import parse_macho
 from wheelfix.errors import BadInput
-from wheelfix.wheelfile import CorruptMember, WheelArchive
+from wheelfix.wheel.archive import CorruptMember, WheelArchive
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("WHEELFIX_CACHE") or "~/.cache/wheelfix/wheels").expanduser()

@@ -42,7 +42,7 @@ python3Packages.buildPythonApplication {
     auditwheel
   ];
 
-  # No patchelf: wheelfix writes ELF files itself (src/wheelfix/binfmt/elf_edit.py).
+  # No patchelf: wheelfix writes ELF files itself (src/wheelfix/binfmt/elf/editor.py).
 
   # The test suite needs gcc, a Nix store and network fixtures; the flake's checks cover the package.
   doCheck = false;

@@ -1,5 +1,5 @@
 """Writes small nix-index ``files`` databases for the tests: the encoder side of the format that
-wheelfix.nixdb.nixindex decodes (written from the format description, independently of the decoder)."""
+wheelfix.nixkb.nixindex decodes (written from the format description, independently of the decoder)."""
 
 from __future__ import annotations
 

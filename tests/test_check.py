@@ -7,7 +7,7 @@ from pathlib import Path
 
 import jsonschema
 
-from wheelfix.emit.jsondoc import load_schema
+from wheelfix.render.jsondoc import load_schema
 
 from .conftest import RunCli
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from wheelfix.errors import BadInput
-from wheelfix.wheelfile import WheelArchive
+from wheelfix.wheel.archive import WheelArchive
 
 from .conftest import require_tool, unavailable
 from .test_hostile import write_wheel
@@ -133,7 +133,7 @@ def test_plan_patch_refuses_a_load_segment_past_the_end(far_load_elf: Path) -> N
         import resource, sys
         resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
         from wheelfix.binfmt import BinaryFormatError
-        from wheelfix.binfmt.elf_edit import plan_patch
+        from wheelfix.binfmt.elf.editor import plan_patch
         data = open({str(far_load_elf)!r}, "rb").read()
         try:
             patch = plan_patch(data, path=("RUNPATH", "$ORIGIN"), interpreter="/nix/store/x-glibc/lib/ld.so")
@@ -183,7 +183,7 @@ def test_plan_patch_refuses_values_that_do_not_fit_the_elf_class(tmp_path: Path)
     makes the new segment's address overflow 64 bits; packing it raised struct.error (an internal
     error). It must be a BinaryFormatError (bad input)."""
     from wheelfix.binfmt import BinaryFormatError
-    from wheelfix.binfmt.elf_edit import plan_patch
+    from wheelfix.binfmt.elf.editor import plan_patch
 
     data = _gcc(tmp_path, MAIN_C)
     last = _phdr_offsets(data, 1)[-1]  # the last PT_LOAD
@@ -200,8 +200,8 @@ def test_plan_patch_refuses_a_program_header_table_over_the_elf_header(tmp_path:
     file). Writing the table back overwrote the header, and the patched file no longer parsed ("bad
     section header size 0"). A table that overlaps the header is malformed input: BinaryFormatError."""
     from wheelfix.binfmt import BinaryFormatError
-    from wheelfix.binfmt.elf import parse_elf
-    from wheelfix.binfmt.elf_edit import plan_patch
+    from wheelfix.binfmt.elf.editor import plan_patch
+    from wheelfix.binfmt.elf.reader import parse_elf
 
     data = _gcc(tmp_path, "int f(void) { return 1; }\n", "-shared", "-fPIC")
     assert int.from_bytes(data[32:40], "little") == 64
@@ -219,8 +219,8 @@ def test_interpreter_that_fits_in_place_while_the_table_grows_over_it(tmp_path: 
     new segment, a new interpreter short enough to fit in place was still written at the old .interp:
     two overlapping writes (an internal error). It now goes with the moved bytes' new segment, and the
     result reads back with the new interpreter, search path and unchanged needs."""
-    from wheelfix.binfmt.elf import parse_elf
-    from wheelfix.binfmt.elf_edit import plan_patch
+    from wheelfix.binfmt.elf.editor import plan_patch
+    from wheelfix.binfmt.elf.reader import parse_elf
 
     data = bytes(_gcc(tmp_path, MAIN_C))
     before = parse_elf(data, scan_strings=False)
@@ -245,8 +245,8 @@ def test_plan_patch_refuses_two_interpreters(tmp_path: Path) -> None:
     PT_INTERP (and one PT_DYNAMIC, one PT_PHDR): the writer refuses more as malformed, and the reader now
     reports the first, as the kernel uses it."""
     from wheelfix.binfmt import BinaryFormatError
-    from wheelfix.binfmt.elf import parse_elf
-    from wheelfix.binfmt.elf_edit import plan_patch
+    from wheelfix.binfmt.elf.editor import plan_patch
+    from wheelfix.binfmt.elf.reader import parse_elf
 
     data = _gcc(tmp_path, MAIN_C)
     phoff = int.from_bytes(data[32:40], "little")
@@ -262,8 +262,8 @@ def test_moved_interpreter_takes_only_the_interp_section_header_along(tmp_path: 
     """Fuzz finding (elf-writer, third rerun): PT_INTERP's offset pointing at a note section. When the new
     interpreter moved into the new segment, the section header "at the interpreter's offset" was moved
     with it, the note section's: the result's notes no longer parsed. Only the PROGBITS .interp follows."""
-    from wheelfix.binfmt.elf import parse_elf
-    from wheelfix.binfmt.elf_edit import plan_patch
+    from wheelfix.binfmt.elf.editor import plan_patch
+    from wheelfix.binfmt.elf.reader import parse_elf
 
     data = _gcc(tmp_path, MAIN_C)
     shoff, shnum = int.from_bytes(data[40:48], "little"), int.from_bytes(data[60:62], "little")

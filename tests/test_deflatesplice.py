@@ -1,4 +1,4 @@
-"""``wheelfix.deflatesplice`` against zlib, and splicing end to end through ``wheelfix repair``.
+"""``wheelfix.wheel.splice`` against zlib, and splicing end to end through ``wheelfix repair``.
 
 * Property: a few hundred seeded originals (incompressible runs, text, zeros and mixtures; 1 KB to 5 MB;
   raw deflate at levels 0/1/6/9, some with blocks ending at arbitrary bit offsets) get random overwrites
@@ -29,7 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from wheelfix.deflatesplice import (
+from wheelfix.repair.patch import SPLICE_MIN
+from wheelfix.wheel.splice import (
     WINDOW,
     InflateError,
     Piece,
@@ -38,7 +39,6 @@ from wheelfix.deflatesplice import (
     splice,
     zlib_available,
 )
-from wheelfix.patcher import SPLICE_MIN
 
 from .conftest import RunCli, require_tool, unavailable
 

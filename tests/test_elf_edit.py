@@ -1,4 +1,4 @@
-"""``wheelfix.binfmt.elf_edit`` (plan_patch / ElfPatch) against independent oracles.
+"""``wheelfix.binfmt.elf.editor`` (plan_patch / ElfPatch) against independent oracles.
 
 Every binary is built here with gcc (GNU ld) or clang-15 with lld, patched with ``plan_patch`` and
 judged by tools that share no code with wheelfix:
@@ -45,8 +45,8 @@ from elftools.elf.dynamic import DynamicSegment
 from elftools.elf.elffile import ELFFile
 
 from wheelfix.binfmt import BinaryFormatError
-from wheelfix.binfmt.elf import parse_elf
-from wheelfix.binfmt.elf_edit import ElfEditError, ElfPatch, plan_patch
+from wheelfix.binfmt.elf.editor import ElfEditError, ElfPatch, plan_patch
+from wheelfix.binfmt.elf.reader import parse_elf
 
 from .conftest import require_tool, unavailable
 

@@ -1,4 +1,4 @@
-"""``wheelfix.binfmt.elf.parse_elf`` and ``wheelfix.binfmt.detect_format`` against independent oracles.
+"""``wheelfix.binfmt.elf.reader.parse_elf`` and ``wheelfix.binfmt.detect_format`` against independent oracles.
 
 * Agreement: real ELF files on this machine (system libraries, executables, gcc-built programs, the members of
   the generated test wheels) and synthetic 32/64-bit, little/big-endian images must give the same NEEDED
@@ -37,7 +37,7 @@ from elftools.elf.sections import NoteSection
 from elftools.elf.segments import InterpSegment
 
 from wheelfix.binfmt import MAGIC_PREFIX_LEN, BinaryFormatError, detect_format
-from wheelfix.binfmt.elf import ElfInfo, parse_elf
+from wheelfix.binfmt.elf.reader import ElfInfo, parse_elf
 
 from .conftest import unavailable
 
@@ -1472,7 +1472,7 @@ DOS_IMAGES: dict[str, Callable[[], bytes]] = {
 _CHILD = """
 import sys, time
 from wheelfix.binfmt import BinaryFormatError
-from wheelfix.binfmt.elf import parse_elf
+from wheelfix.binfmt.elf.reader import parse_elf
 data = open(sys.argv[1], "rb").read()
 start = time.perf_counter()
 try:

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from wheelfix.binfmt import BinaryFormatError
-from wheelfix.binfmt.macho import MAX_LOAD_COMMANDS, parse_macho
+from wheelfix.binfmt.macho.reader import MAX_LOAD_COMMANDS, parse_macho
 
 from .conftest import unavailable
 from .test_hostile import write_wheel

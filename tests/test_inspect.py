@@ -9,7 +9,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from wheelfix.emit.jsondoc import load_schema
+from wheelfix.render.jsondoc import load_schema
 
 from .conftest import RunCli
 

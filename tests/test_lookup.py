@@ -15,11 +15,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from wheelfix import sonames
-from wheelfix.emit.jsondoc import load_schema
-from wheelfix.nixdb.kb import KnowledgeBase
-from wheelfix.nixdb.prefs import read_preferences
-from wheelfix.nixdb.table import FORMAT, read_table
+from wheelfix.analysis import policy as sonames
+from wheelfix.nixkb.kb import KnowledgeBase
+from wheelfix.nixkb.prefs import read_preferences
+from wheelfix.nixkb.table import FORMAT, read_table
+from wheelfix.render.jsondoc import load_schema
 
 from .conftest import RunCli, unavailable
 
@@ -271,7 +271,7 @@ def test_lookup_needs_only_the_stdlib() -> None:
     """The runtime path never imports zstandard (only `db build` does)."""
     code = (
         "import sys; sys.modules['zstandard'] = None\n"
-        "from wheelfix.cli import main\n"
+        "from wheelfix.cli.app import main\n"
         "rc = main(['lookup', '--json', 'libz.so.1'])\n"
         "assert 'zstandard' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
         "sys.exit(rc)\n"

@@ -1,4 +1,4 @@
-"""The Mach-O reader, editor and ad-hoc signer (``wheelfix.binfmt.macho``, ``.macho_edit``, ``.codesign``).
+"""The Mach-O reader, editor and ad-hoc signer (``wheelfix.binfmt.macho``: reader, editor, codesign).
 
 Oracles, all independent of wheelfix:
 
@@ -29,9 +29,8 @@ from typing import Any
 import pytest
 
 from wheelfix.binfmt import BinaryFormatError, detect_format
-from wheelfix.binfmt.codesign import build_adhoc_signature, page_hashes, parse_signature, signature_size
-from wheelfix.binfmt.macho import MachOInfo, MachOSlice, parse_macho
-from wheelfix.binfmt.macho_edit import (
+from wheelfix.binfmt.macho.codesign import build_adhoc_signature, page_hashes, parse_signature, signature_size
+from wheelfix.binfmt.macho.editor import (
     MachOEditError,
     MachOEdits,
     NoRoomError,
@@ -41,6 +40,7 @@ from wheelfix.binfmt.macho_edit import (
     rpath_command_size,
     sign_macho,
 )
+from wheelfix.binfmt.macho.reader import MachOInfo, MachOSlice, parse_macho
 
 from . import machofixtures as mf
 from .conftest import require_tool

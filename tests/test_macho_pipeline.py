@@ -2,7 +2,7 @@
 (tests/machofixtures.py), and the pinned real macOS wheels of tests/test_macho_real.py.
 
 The oracle for what each binary says is llvm-otool-15 (the install names it lists must be the needs we
-report, per slice); the resolution follows dyld's rules as documented in wheelfix.resolve.
+report, per slice); the resolution follows dyld's rules as documented in wheelfix.analysis.resolve.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from wheelfix.emit.jsondoc import load_schema
+from wheelfix.render.jsondoc import load_schema
 
 from . import machofixtures as mf
 from .conftest import RunCli, require_tool

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from wheelfix.binfmt import detect_format
-from wheelfix.binfmt.codesign import page_hashes
-from wheelfix.binfmt.macho import MachOSlice, parse_macho
-from wheelfix.binfmt.macho_edit import MachOEdits, NoRoomError, edit_macho
+from wheelfix.binfmt.macho.codesign import page_hashes
+from wheelfix.binfmt.macho.editor import MachOEdits, NoRoomError, edit_macho
+from wheelfix.binfmt.macho.reader import MachOSlice, parse_macho
 
 from . import machofixtures as mf
 from .conftest import require_tool

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from wheelfix.binfmt.macho import parse_macho
+from wheelfix.binfmt.macho.reader import parse_macho
 
 from . import machofixtures as mf
 from .conftest import RunCli, require_tool

@@ -23,7 +23,10 @@ from typing import Any
 
 import pytest
 
-from wheelfix.emit.nix import (
+from wheelfix.analysis.resolve import analyze
+from wheelfix.analysis.scan import scan_wheel
+from wheelfix.nixkb.kb import Candidate, KnowledgeBase
+from wheelfix.render.nix import (
     FLAVORS,
     Flavor,
     NixPlan,
@@ -36,9 +39,6 @@ from wheelfix.emit.nix import (
     referenced,
     render_nix,
 )
-from wheelfix.nixdb.kb import Candidate, KnowledgeBase
-from wheelfix.resolve import analyze
-from wheelfix.scan import scan_wheel
 
 from . import machofixtures as mf
 from .conftest import require_tool

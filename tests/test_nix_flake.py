@@ -557,7 +557,7 @@ def test_package_is_built_with_buildPythonApplication(flake: Flake) -> None:
     assert got["mainProgram"] == "wheelfix"
     # the source is only what the wheel is built from
     assert got["src"] == ["README.md", "pyproject.toml", "src"]
-    assert "cli.py" in got["srcPackage"] and "__pycache__" not in got["srcPackage"]
+    assert "cli" in got["srcPackage"] and "__pycache__" not in got["srcPackage"]
     assert flake.eval(f"packages.{SYSTEM}.wheelfix.drvPath") == flake.eval(
         f"packages.{SYSTEM}.default.drvPath"
     )

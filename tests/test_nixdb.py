@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from wheelfix.errors import BadInput
-from wheelfix.nixdb.build import build, is_library_name
-from wheelfix.nixdb.kb import Candidate, KnowledgeBase, rank_providers
-from wheelfix.nixdb.nixindex import (
+from wheelfix.nixkb.build import build, is_library_name
+from wheelfix.nixkb.kb import Candidate, KnowledgeBase, rank_providers
+from wheelfix.nixkb.nixindex import (
     FileKind,
     FrcodeDecoder,
     MissingDependency,
@@ -29,8 +29,8 @@ from wheelfix.nixdb.nixindex import (
     iter_packages,
     open_database,
 )
-from wheelfix.nixdb.prefs import HEADER, parse_preferences
-from wheelfix.nixdb.table import FORMAT, Provider, SonameTable, read_table, render_table
+from wheelfix.nixkb.prefs import HEADER, parse_preferences
+from wheelfix.nixkb.table import FORMAT, Provider, SonameTable, read_table, render_table
 
 from .conftest import RunCli, unavailable
 

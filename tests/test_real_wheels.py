@@ -22,7 +22,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from wheelfix.emit.jsondoc import load_schema
+from wheelfix.render.jsondoc import load_schema
 
 from .conftest import require_tool
 from .realwheels.fetch import fetch, load_manifest

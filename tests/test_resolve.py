@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from wheelfix.binfmt.elf import ElfInfo
-from wheelfix.model import Outcome
-from wheelfix.resolve import analyze
-from wheelfix.scan import BinaryMember, WheelScan
-from wheelfix.wheelfile import WheelMeta, install_location
+from wheelfix.analysis.model import Outcome
+from wheelfix.analysis.resolve import analyze
+from wheelfix.analysis.scan import BinaryMember, WheelScan
+from wheelfix.binfmt.elf.reader import ElfInfo
+from wheelfix.wheel.archive import WheelMeta, install_location
 
 
 def elf(

@@ -24,8 +24,8 @@ from typing import Any
 import generate
 import pytest
 
-from wheelfix import wheelwriter
-from wheelfix.wheelwriter import write_wheel
+from wheelfix.wheel import writer as wheelwriter
+from wheelfix.wheel.writer import write_wheel
 
 from .conftest import RunCli, require_tool, unavailable
 

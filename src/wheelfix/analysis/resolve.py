@@ -1,0 +1,501 @@
+"""Resolve every need of every binary in a set of wheels, following ld.so's rules.
+
+The wheels are laid out in one virtual install tree (a venv: ``<prefix>/lib/pythonX.Y/site-packages``,
+``<prefix>/bin``, ...; see :func:`wheelfix.wheel.archive.virtual_dir`). For a binary, ld.so searches
+  1. DT_RPATH of the binary, then of its loaders up the chain — only when the binary has no DT_RUNPATH;
+  2. DT_RUNPATH of the binary itself (never inherited);
+  3. the cache and default dirs — which are the host's, so they are not consulted: a need that only they
+     could satisfy is classified (glibc, GPU driver, libpython, manylinux policy) or unresolved.
+``$ORIGIN`` expands to the binary's own directory in the virtual tree. A file is a candidate only if its
+ELF class and machine match. A soname present in the set but not on the search path still loads when
+some earlier object loaded it; it is reported as bundled/other_wheel with ``reachable=False``.
+
+Loaders are approximated by every binary of the set that needs a binary (ld.so uses the first one).
+
+Mach-O members follow dyld's rules, per architecture slice (a candidate must have a slice of the same arch):
+  * ``@loader_path/x``: the binary's own directory in the virtual tree;
+  * ``@executable_path/x``: the directory of the main executable — for an extension module that is the
+    Python interpreter's, unknown here, so the need is unresolved with a note saying so (for a Mach-O
+    executable of the wheel it is its own directory);
+  * ``@rpath/x``: each LC_RPATH of the binary (its @loader_path is the binary's dir), then those of its
+    loaders up the chain (each expanded with the loader's own directory);
+  * ``/usr/lib/*``, ``/System/Library/*``: ``macos_system`` (in every macOS install / the dyld cache);
+  * other absolute paths: a file of the wheel set at that path, else unresolved; a path under
+    ``/opt/homebrew``, ``/usr/local``, ``/opt/local``, ``/Users`` (...) is flagged as leaking the build
+    machine.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from wheelfix.analysis.model import (
+    Analysis,
+    ArchView,
+    BinaryAnalysis,
+    MachOAnalysis,
+    Need,
+    Outcome,
+    Resolution,
+    SearchDir,
+    Source,
+    WheelAnalysis,
+)
+from wheelfix.analysis.policy import is_glibc, is_gpu_driver, is_libpython, manylinux_allowlist
+from wheelfix.analysis.scan import BinaryMember, MachOMember, WheelScan
+from wheelfix.binfmt.macho.reader import MachOSlice
+from wheelfix.wheel.archive import VIRTUAL_PREFIX, virtual_dir
+
+__all__ = ["BUILD_MACHINE_PREFIXES", "analyze", "classify_kind", "classify_macho_kind"]
+
+_EXTENSION = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.(cpython|pypy|graalpy)[^./]*|\.abi3|\.cp3\d+[^./]*)?\.so")
+_ORIGIN = re.compile(r"\$(ORIGIN\b|\{ORIGIN\})")
+_OTHER_TOKEN = re.compile(r"\$(\{?)(LIB|PLATFORM)\b")
+
+
+def classify_kind(binary: BinaryMember) -> str:
+    elf = binary.elf
+    if elf.type == "ET_REL":
+        return "object"
+    if elf.interpreter is not None or elf.type == "ET_EXEC":
+        return "executable"
+    name = posixpath.basename(binary.location.path)
+    if _EXTENSION.fullmatch(name) and not name.startswith("lib"):
+        return "extension"
+    return "library"
+
+
+@dataclass(frozen=True, slots=True)
+class _Node:
+    wheel_index: int
+    wheel: str  # file name
+    binary: BinaryMember
+    abspath: str  # in the virtual tree
+
+    @property
+    def origin(self) -> str:
+        return posixpath.dirname(self.abspath)
+
+
+def _node_key(n: _Node) -> tuple[str, str]:
+    return (n.wheel, n.binary.member)
+
+
+def _expand(kind: str, entry: str, origin: str) -> SearchDir:
+    if entry == "":
+        return SearchDir(kind, entry, None, "empty entry means the current directory")
+    if _OTHER_TOKEN.search(entry):
+        return SearchDir(kind, entry, None, "$LIB/$PLATFORM depend on the host")
+    has_origin = _ORIGIN.search(entry) is not None
+    path = _ORIGIN.sub(lambda _m: origin, entry)
+    if not path.startswith("/"):
+        return SearchDir(kind, entry, None, "relative to the current directory")
+    path = posixpath.normpath(path)
+    if not has_origin:
+        return SearchDir(kind, entry, None, "absolute path outside the wheels (not searched)")
+    if path != VIRTUAL_PREFIX and not path.startswith(VIRTUAL_PREFIX + "/"):
+        return SearchDir(kind, entry, None, "leaves the install prefix")
+    return SearchDir(kind, entry, path, None)
+
+
+def _own_dirs(node: _Node, kind: str, value: str | None) -> list[SearchDir]:
+    if value is None:
+        return []
+    return [_expand(kind, e, node.origin) for e in value.split(":")]
+
+
+class _Resolver:
+    def __init__(self, scans: Sequence[WheelScan], pyver: str) -> None:
+        self.nodes: list[_Node] = []
+        for i, scan in enumerate(scans):
+            for b in scan.binaries:
+                base = virtual_dir(b.location.scheme, pyver, scan.meta.name)
+                self.nodes.append(_Node(i, scan.meta.filename, b, posixpath.join(base, b.location.path)))
+        self.by_dir: dict[str, dict[str, list[_Node]]] = {}
+        self.by_soname: dict[str, list[_Node]] = {}
+        # sorted, so that which of two conflicting files wins does not depend on the order of the inputs
+        for n in sorted(self.nodes, key=_node_key):
+            d, f = posixpath.split(n.abspath)
+            self.by_dir.setdefault(d, {}).setdefault(f, []).append(n)
+            for key in {f, n.binary.elf.soname}:
+                if key:
+                    self.by_soname.setdefault(key, []).append(n)
+        self.allowlist = manylinux_allowlist()
+
+    @staticmethod
+    def _compatible(a: _Node, b: _Node) -> bool:
+        ea, eb = a.binary.elf, b.binary.elf
+        return ea.elf_class == eb.elf_class and ea.machine == eb.machine and ea.endian == eb.endian
+
+    def _found(self, node: _Node, cand: _Node, via: str | None, reachable: bool) -> Resolution:
+        same = cand.wheel_index == node.wheel_index
+        if reachable:
+            detail = f"found through {via}"
+        else:
+            detail = (
+                "present in the wheel set but not on this binary's search path; "
+                "it loads only if another object loaded it first"
+            )
+        return Resolution(
+            outcome=Outcome.BUNDLED if same else Outcome.OTHER_WHEEL,
+            detail=detail,
+            wheel=cand.wheel,
+            member=cand.binary.member,
+            via=via,
+            reachable=reachable,
+        )
+
+    def search(self, node: _Node, name: str, dirs: Sequence[SearchDir]) -> tuple[Resolution, _Node | None]:
+        if "/" in name:
+            if name.startswith("/"):
+                parent, base = posixpath.split(posixpath.normpath(name))
+                for cand in self.by_dir.get(parent, {}).get(base, []):
+                    if self._compatible(node, cand):
+                        return self._found(node, cand, "an absolute path", True), cand
+                if name.startswith(NIX_STORE):
+                    return _in_store(f"the absolute path {name}"), None
+                return Resolution(Outcome.UNRESOLVED, "absolute path outside the wheels"), None
+            return Resolution(Outcome.UNRESOLVED, "path relative to the current directory"), None
+        for d in dirs:
+            if d.path is None:
+                continue
+            for cand in self.by_dir.get(d.path, {}).get(name, []):
+                if self._compatible(node, cand):
+                    return self._found(node, cand, f"{d.kind} {d.entry}", True), cand
+        return self._classify(node, name, dirs), None
+
+    def _classify(self, node: _Node, name: str, dirs: Sequence[SearchDir] = ()) -> Resolution:
+        if is_glibc(name):
+            return Resolution(Outcome.GLIBC, "part of glibc")
+        if is_gpu_driver(name):
+            return Resolution(
+                Outcome.GPU_DRIVER, "comes with the GPU driver (on NixOS: /run/opengl-driver/lib)"
+            )
+        if is_libpython(name):
+            return Resolution(
+                Outcome.PYTHON, "the interpreter's libpython, already loaded by a shared Python"
+            )
+        store = _store_dirs(dirs)
+        if store:  # a repaired binary: ld.so will look in these before the system's directories
+            return _in_store(f"its search path's store directories ({', '.join(store)})")
+        present = [c for c in self.by_soname.get(name, []) if self._compatible(node, c)]
+        if present:
+            present.sort(key=lambda c: (c.wheel_index != node.wheel_index, _node_key(c)))
+            return self._found(node, present[0], None, False)
+        if name in self.allowlist:
+            return Resolution(
+                Outcome.MANYLINUX, "allowed by the manylinux policy (expected on the system; absent on Nix)"
+            )
+        return Resolution(Outcome.UNRESOLVED, "not in the wheels and not a system library")
+
+
+NIX_STORE = "/nix/store/"
+
+
+def _store_dirs(dirs: Sequence[SearchDir]) -> list[str]:
+    out: list[str] = []
+    for d in dirs:
+        if d.entry.startswith(NIX_STORE) and d.entry not in out:
+            out.append(d.entry)
+    return out
+
+
+def _in_store(where: str) -> Resolution:
+    return Resolution(
+        Outcome.NIX_STORE, f"expected in {where}: pinned by a repair; not looked up on this host"
+    )
+
+
+def analyze(scans: Sequence[WheelScan]) -> Analysis:
+    """Resolve every binary of every wheel against the whole set."""
+    versions = sorted({v for s in scans if (v := s.meta.python_version)})
+    pyver = versions[0] if versions else "3"
+    r = _Resolver(scans, pyver)
+    nodes = r.nodes
+    index = {id(n): i for i, n in enumerate(nodes)}
+    own_rpath = [
+        [] if n.binary.elf.runpath is not None else _own_dirs(n, "RPATH", n.binary.elf.rpath) for n in nodes
+    ]
+    runpath = [_own_dirs(n, "RUNPATH", n.binary.elf.runpath) for n in nodes]
+    inherited: list[list[SearchDir]] = [[] for _ in nodes]
+
+    def search_path(i: int) -> list[SearchDir]:
+        if nodes[i].binary.elf.runpath is not None:
+            return runpath[i]
+        return own_rpath[i] + inherited[i]
+
+    # Fixed point: RPATHs flow from loaders to what they load (only into binaries without RUNPATH).
+    for _ in range(len(nodes) + 1):
+        loaded_by: list[list[int]] = [[] for _ in nodes]
+        for i, n in enumerate(nodes):
+            dirs = search_path(i)
+            for name in n.binary.elf.needed:
+                _res, cand = r.search(n, name, dirs)
+                if cand is not None and cand is not n:
+                    loaded_by[index[id(cand)]].append(i)
+        changed = False
+        for j in range(len(nodes)):
+            if nodes[j].binary.elf.runpath is not None:
+                continue
+            new: list[SearchDir] = []
+            seen = {d.path for d in own_rpath[j]}
+            for i in sorted(loaded_by[j], key=lambda i: _node_key(nodes[i])):
+                for d in own_rpath[i] + inherited[i]:
+                    if d.path is not None and d.path not in seen:
+                        seen.add(d.path)
+                        kind = (
+                            d.kind if d.kind.startswith("RPATH of") else f"RPATH of {nodes[i].binary.member}"
+                        )
+                        new.append(SearchDir(kind, d.entry, d.path, None))
+            if [d.path for d in new] != [d.path for d in inherited[j]]:
+                inherited[j] = new
+                changed = True
+        if not changed:
+            break
+
+    per_wheel: list[list[BinaryAnalysis]] = [[] for _ in scans]
+    for i, n in enumerate(nodes):
+        dirs = search_path(i)
+        elf = n.binary.elf
+        needs: list[Need] = []
+        for name in elf.needed:
+            needs.append(Need(name, Source.NEEDED, r.search(n, name, dirs)[0], True))
+        noted: set[str] = set(elf.needed)
+        for note in elf.dlopen_notes:
+            for name in note.sonames:
+                if name not in noted:
+                    noted.add(name)
+                    res = r.search(n, name, dirs)[0]
+                    needs.append(Need(name, Source.DLOPEN_NOTE, res, note.priority == "required"))
+        for name in elf.dlopen_candidates:
+            if name not in noted:
+                needs.append(Need(name, Source.DLOPEN_STRING, r.search(n, name, dirs)[0], False))
+        per_wheel[n.wheel_index].append(
+            BinaryAnalysis(n.binary, classify_kind(n.binary), tuple(dirs), tuple(needs))
+        )
+    per_wheel_macho = _analyze_macho(scans, pyver)
+    return Analysis(
+        wheels=tuple(
+            WheelAnalysis(s, tuple(bs), tuple(ms))
+            for s, bs, ms in zip(scans, per_wheel, per_wheel_macho, strict=True)
+        ),
+        python_version=pyver,
+    )
+
+
+# --- Mach-O (dyld) ---------------------------------------------------------------------------------------
+
+_MACOS_SYSTEM = ("/usr/lib/", "/System/Library/")
+BUILD_MACHINE_PREFIXES = (
+    "/opt/homebrew/",
+    "/usr/local/",
+    "/opt/local/",
+    "/Users/",
+    "/private/",
+    "/tmp/",
+    "/sw/",
+)
+_PYTHON_FRAMEWORK = re.compile(r"(^|/)Python(3)?\.framework/|(^|/)libpython\d[\d.]*(m|d|t)*\.dylib$")
+
+
+def classify_macho_kind(binary: MachOMember) -> str:
+    filetype = binary.macho.slices[0].filetype if binary.macho.slices else ""
+    if filetype == "object":
+        return "object"
+    if filetype == "execute":
+        return "executable"
+    name = posixpath.basename(binary.location.path)
+    if filetype == "bundle" or (_EXTENSION.fullmatch(name) and not name.startswith("lib")):
+        return "extension"
+    return "library"
+
+
+@dataclass(frozen=True, slots=True)
+class _MNode:
+    wheel_index: int
+    wheel: str
+    binary: MachOMember
+    sl: MachOSlice
+    abspath: str
+
+    @property
+    def origin(self) -> str:
+        return posixpath.dirname(self.abspath)
+
+    @property
+    def is_executable(self) -> bool:
+        return self.sl.filetype == "execute"
+
+
+def _in_prefix(path: str) -> bool:
+    return path == VIRTUAL_PREFIX or path.startswith(VIRTUAL_PREFIX + "/")
+
+
+def _expand_rpath(kind: str, entry: str, node: _MNode) -> SearchDir:
+    if entry.startswith("@loader_path") or (node.is_executable and entry.startswith("@executable_path")):
+        rest = entry.partition("/")[2]
+        path = posixpath.normpath(posixpath.join(node.origin, rest))
+        if not _in_prefix(path):
+            return SearchDir(kind, entry, None, "leaves the install prefix")
+        return SearchDir(kind, entry, path, None)
+    if entry.startswith("@executable_path"):
+        return SearchDir(kind, entry, None, "@executable_path is the interpreter's directory: unknown here")
+    if entry.startswith("@"):
+        return SearchDir(kind, entry, None, "unknown @ token")
+    if not entry.startswith("/"):
+        return SearchDir(kind, entry, None, "relative to the current directory")
+    if entry.startswith(BUILD_MACHINE_PREFIXES):
+        return SearchDir(kind, entry, None, "absolute path on the build machine (not searched)")
+    return SearchDir(kind, entry, None, "absolute path outside the wheels (not searched)")
+
+
+class _MachOResolver:
+    def __init__(self, scans: Sequence[WheelScan], pyver: str) -> None:
+        self.nodes: list[_MNode] = []
+        for i, scan in enumerate(scans):
+            for m in scan.macho:
+                base = virtual_dir(m.location.scheme, pyver, scan.meta.name)
+                path = posixpath.join(base, m.location.path)
+                for sl in m.macho.slices:
+                    self.nodes.append(_MNode(i, scan.meta.filename, m, sl, path))
+        self.by_path: dict[str, list[_MNode]] = {}
+        self.by_name: dict[str, list[_MNode]] = {}
+        for n in sorted(self.nodes, key=lambda n: (n.wheel, n.binary.member, n.sl.arch)):
+            self.by_path.setdefault(n.abspath, []).append(n)
+            self.by_name.setdefault(posixpath.basename(n.abspath), []).append(n)
+            if n.sl.id_dylib is not None:
+                self.by_name.setdefault(posixpath.basename(n.sl.id_dylib.name), []).append(n)
+
+    def _at(self, node: _MNode, path: str) -> _MNode | None:
+        for cand in self.by_path.get(posixpath.normpath(path), []):
+            if cand.sl.arch == node.sl.arch:
+                return cand
+        return None
+
+    def _found(self, node: _MNode, cand: _MNode, via: str | None, reachable: bool) -> Resolution:
+        if reachable:
+            detail = f"found through {via}"
+        else:
+            detail = (
+                "present in the wheel set but not where dyld looks; "
+                "it loads only if an image with the same install name was loaded first"
+            )
+        return Resolution(
+            outcome=Outcome.BUNDLED if cand.wheel_index == node.wheel_index else Outcome.OTHER_WHEEL,
+            detail=detail,
+            wheel=cand.wheel,
+            member=cand.binary.member,
+            via=via,
+            reachable=reachable,
+        )
+
+    def _unreachable(self, node: _MNode, name: str, detail: str) -> Resolution:
+        base = posixpath.basename(name)
+        present = [c for c in self.by_name.get(base, []) if c.sl.arch == node.sl.arch and c is not node]
+        if present and not name.startswith(_MACOS_SYSTEM):
+            present.sort(key=lambda c: (c.wheel_index != node.wheel_index, c.wheel, c.binary.member))
+            res = self._found(node, present[0], None, False)
+            return Resolution(res.outcome, f"{detail}; {res.detail}", res.wheel, res.member, None, False)
+        return Resolution(Outcome.UNRESOLVED, detail)
+
+    def search(self, node: _MNode, name: str, dirs: Sequence[SearchDir]) -> tuple[Resolution, _MNode | None]:
+        if name.startswith("@rpath/"):
+            rest = name[len("@rpath/") :]
+            for d in dirs:
+                if d.path is None:
+                    continue
+                cand = self._at(node, posixpath.join(d.path, rest))
+                if cand is not None:
+                    return self._found(node, cand, f"{d.kind} {d.entry}", True), cand
+            if _PYTHON_FRAMEWORK.search(name):
+                return Resolution(Outcome.PYTHON, "the interpreter's Python framework / libpython"), None
+            store = _store_dirs(dirs)
+            if store:
+                return _in_store(f"the store directories of its LC_RPATHs ({', '.join(store)})"), None
+            return self._unreachable(node, name, "not found through any LC_RPATH"), None
+        if name.startswith("@loader_path/") or (node.is_executable and name.startswith("@executable_path/")):
+            path = posixpath.normpath(posixpath.join(node.origin, name.partition("/")[2]))
+            cand = self._at(node, path)
+            if cand is not None:
+                return self._found(node, cand, name.partition("/")[0], True), cand
+            return self._unreachable(node, name, "no such file next to the binary"), None
+        if name.startswith("@executable_path/"):
+            return (
+                self._unreachable(
+                    node,
+                    name,
+                    "@executable_path is the directory of the program (the Python interpreter for an "
+                    "extension module): unknown here",
+                ),
+                None,
+            )
+        if name.startswith("@"):
+            return self._unreachable(node, name, "unknown @ token"), None
+        if name.startswith(_MACOS_SYSTEM):
+            return Resolution(Outcome.MACOS_SYSTEM, "part of macOS"), None
+        if _PYTHON_FRAMEWORK.search(name):
+            return Resolution(Outcome.PYTHON, "the interpreter's Python framework / libpython"), None
+        if name.startswith("/"):
+            cand = self._at(node, name)
+            if cand is not None:
+                return self._found(node, cand, "an absolute path", True), cand
+            if name.startswith(NIX_STORE):
+                return _in_store(f"the absolute path {name}"), None
+            if name.startswith(BUILD_MACHINE_PREFIXES):
+                detail = "absolute path on the build machine (leaked install name; absent on other hosts)"
+            else:
+                detail = "absolute path outside the wheels"
+            return self._unreachable(node, name, detail), None
+        return self._unreachable(
+            node, name, "relative install name: dyld looks in the current directory"
+        ), None
+
+
+def _analyze_macho(scans: Sequence[WheelScan], pyver: str) -> list[list[MachOAnalysis]]:
+    r = _MachOResolver(scans, pyver)
+    nodes = r.nodes
+    index = {id(n): i for i, n in enumerate(nodes)}
+    own = [[_expand_rpath("LC_RPATH", e, n) for e in n.sl.rpaths] for n in nodes]
+    inherited: list[list[SearchDir]] = [[] for _ in nodes]
+    # Fixed point: dyld expands @rpath with the LC_RPATHs of the image, then of every image up the load chain.
+    for _ in range(len(nodes) + 1):
+        loaded_by: list[list[int]] = [[] for _ in nodes]
+        for i, n in enumerate(nodes):
+            for dylib in n.sl.dylibs:
+                _res, cand = r.search(n, dylib.name, own[i] + inherited[i])
+                if cand is not None and cand is not n:
+                    loaded_by[index[id(cand)]].append(i)
+        changed = False
+        for j in range(len(nodes)):
+            new: list[SearchDir] = []
+            seen = {d.path for d in own[j]}
+            for i in sorted(loaded_by[j], key=lambda i: (nodes[i].wheel, nodes[i].binary.member)):
+                for d in own[i] + inherited[i]:
+                    if d.path is not None and d.path not in seen:
+                        seen.add(d.path)
+                        kind = d.kind if " of " in d.kind else f"LC_RPATH of {nodes[i].binary.member}"
+                        new.append(SearchDir(kind, d.entry, d.path, None))
+            if [d.path for d in new] != [d.path for d in inherited[j]]:
+                inherited[j] = new
+                changed = True
+        if not changed:
+            break
+    views: dict[tuple[int, str], list[ArchView]] = {}
+    members: dict[tuple[int, str], MachOMember] = {}
+    for i, n in enumerate(nodes):
+        dirs = own[i] + inherited[i]
+        needs = tuple(
+            Need(d.name, Source.NEEDED, r.search(n, d.name, dirs)[0], d.kind != "LC_LOAD_WEAK_DYLIB")
+            for d in n.sl.dylibs
+        )
+        key = (n.wheel_index, n.binary.member)
+        members[key] = n.binary
+        views.setdefault(key, []).append(ArchView(n.sl.arch, n.sl.filetype, n.sl.minos, tuple(dirs), needs))
+    out: list[list[MachOAnalysis]] = [[] for _ in scans]
+    for (wi, _member), archs in views.items():
+        m = members[(wi, _member)]
+        out[wi].append(MachOAnalysis(m, classify_macho_kind(m), tuple(archs)))
+    return out

@@ -1,0 +1,412 @@
+"""A small, strict ELF reader for what dynamic linking needs.
+
+It reads an ELF image held in memory: header, program headers, the dynamic segment (NEEDED, SONAME,
+RPATH/RUNPATH), PT_INTERP, ``.gnu.version_r`` (required symbol versions), FDO ``.note.dlopen`` notes, and
+``lib*.so*`` strings in read-only data (dlopen candidates). Every offset and count is bounds-checked
+against the image, so truncated or hostile files raise :class:`BinaryFormatError` with the offending
+offset instead of reading garbage or looping. It never loads symbols tables, which is where general
+readers like pyelftools spend their time (see the README's design notes for the measurement).
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import re
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from wheelfix.binfmt import BinaryFormatError
+
+Buffer = bytes | bytearray | mmap.mmap
+
+__all__ = ["DlopenNote", "ElfInfo", "VersionNeed", "machine_name", "max_versions", "parse_elf"]
+
+# e_machine -> the architecture name wheels use in platform tags
+MACHINES = {
+    3: "i686",
+    8: "mips",
+    20: "ppc",
+    21: "ppc64",
+    22: "s390x",
+    40: "armv7l",
+    62: "x86_64",
+    183: "aarch64",
+    243: "riscv64",
+    258: "loongarch64",
+}
+OSABIS = {0: "SYSV", 3: "GNU/Linux", 6: "Solaris", 9: "FreeBSD", 12: "OpenBSD", 97: "ARM", 255: "standalone"}
+E_TYPES = {0: "ET_NONE", 1: "ET_REL", 2: "ET_EXEC", 3: "ET_DYN", 4: "ET_CORE"}
+
+PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_NOTE = 1, 2, 3, 4
+SHT_PROGBITS, SHT_NOTE = 1, 7
+SHF_ALLOC, SHF_EXECINSTR = 0x2, 0x4
+DT_NULL, DT_NEEDED, DT_STRTAB, DT_STRSZ, DT_SONAME, DT_RPATH, DT_RUNPATH = 0, 1, 5, 10, 14, 15, 29
+DT_VERNEED, DT_VERNEEDNUM = 0x6FFFFFFE, 0x6FFFFFFF
+NT_FDO_DLOPEN_METADATA = 0x407C0C0A
+
+MAX_DLOPEN_CANDIDATES = 256
+_DLOPEN_RE = re.compile(
+    rb"(?<![A-Za-z0-9_.+/-])lib[A-Za-z0-9_+-][A-Za-z0-9_.+-]*?\.so(?:\.[0-9]+)*(?![A-Za-z0-9_.+-])"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class VersionNeed:
+    """One ``Elf_Verneed`` entry: the versions this object requires from ``file``."""
+
+    file: str
+    versions: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DlopenNote:
+    """One entry of an FDO ``.note.dlopen`` note (https://systemd.io/ELF_DLOPEN_METADATA/)."""
+
+    sonames: tuple[str, ...]
+    priority: str
+    feature: str | None
+    description: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ElfInfo:
+    elf_class: int  # 32 or 64
+    endian: str  # "little" or "big"
+    machine: str  # x86_64, aarch64, ... or "EM_<n>" when unknown
+    osabi: str
+    type: str  # ET_DYN, ET_EXEC, ...
+    interpreter: str | None
+    soname: str | None
+    needed: tuple[str, ...]
+    rpath: str | None  # DT_RPATH exactly as stored (":"-separated), None when absent
+    runpath: str | None  # DT_RUNPATH exactly as stored, None when absent
+    version_needs: tuple[VersionNeed, ...]
+    dlopen_notes: tuple[DlopenNote, ...]
+    dlopen_candidates: tuple[str, ...]
+    is_dynamic: bool
+
+    def symbol_versions(self) -> dict[str, str]:
+        """Highest required version per prefix (GLIBC, GLIBCXX, CXXABI, GCC, ...) over all needed files."""
+        return max_versions(v for need in self.version_needs for v in need.versions)
+
+
+def max_versions(versions: Iterator[str] | tuple[str, ...] | list[str]) -> dict[str, str]:
+    best: dict[str, tuple[tuple[int, ...], str]] = {}
+    for v in versions:
+        prefix, sep, number = v.partition("_")
+        if not sep or not re.fullmatch(r"\d+(?:\.\d+)*", number):
+            continue  # GLIBC_PRIVATE and private version nodes
+        key = tuple(int(x) for x in number.split("."))
+        if prefix not in best or key > best[prefix][0]:
+            best[prefix] = (key, v)
+    return {p: best[p][1] for p in sorted(best)}
+
+
+class _Reader:
+    def __init__(self, data: Buffer, little: bool, is64: bool) -> None:
+        self.data = data
+        self.size = len(data)
+        self.e = "<" if little else ">"
+        self.is64 = is64
+        # Total bytes of names decoded. A well-formed image names far less than its own size; without a
+        # budget, many entries naming suffixes of one long string make gigabytes of names from a small file.
+        self.string_budget = max(1 << 20, self.size)
+
+    def unpack(self, fmt: str, offset: int, what: str) -> tuple[int, ...]:
+        s = struct.Struct(self.e + fmt)
+        if offset < 0 or offset + s.size > self.size:
+            raise BinaryFormatError(
+                f"{what} at offset {offset:#x} is past the end of the file ({self.size} bytes)"
+            )
+        return s.unpack_from(self.data, offset)
+
+    def cstring(self, offset: int, end: int, what: str) -> str:
+        if offset < 0 or offset >= end:
+            raise BinaryFormatError(f"{what}: string offset {offset:#x} outside its table")
+        limit = min(end, offset + self.string_budget + 1)
+        stop = self.data.find(b"\x00", offset, limit)
+        if stop < 0:
+            if limit < end:
+                raise BinaryFormatError(f"{what}: string at {offset:#x} exceeds what the file can hold")
+            raise BinaryFormatError(f"{what}: unterminated string at {offset:#x}")
+        self.string_budget -= stop - offset
+        return bytes(self.data[offset:stop]).decode("utf-8", "backslashreplace")
+
+
+def parse_elf(data: Buffer, *, scan_strings: bool = True) -> ElfInfo:
+    """Parse what dynamic linking needs from an ELF image. Raises BinaryFormatError on malformed input."""
+    if len(data) < 16 or bytes(data[:4]) != b"\x7fELF":
+        raise BinaryFormatError("not an ELF file (truncated identification)")
+    ei_class, ei_data, ei_version, ei_osabi = data[4], data[5], data[6], data[7]
+    if ei_class not in (1, 2):
+        raise BinaryFormatError(f"bad ELF class {ei_class}")
+    if ei_data not in (1, 2):
+        raise BinaryFormatError(f"bad ELF data encoding {ei_data}")
+    if ei_version != 1:
+        raise BinaryFormatError(f"bad ELF version {ei_version}")
+    is64 = ei_class == 2
+    r = _Reader(data, ei_data == 1, is64)
+    hdr = r.unpack("HHIQQQIHHHHHH" if is64 else "HHIIIIIHHHHHH", 16, "ELF header")
+    e_type, e_machine, _ver, _entry, e_phoff, e_shoff, _flags, _ehsize = hdr[:8]
+    e_phentsize, e_phnum, e_shentsize, e_shnum, _shstrndx = hdr[8:]
+
+    # -- section headers (optional; extended numbering lives in section 0)
+    shdr_fmt = "IIQQQQIIQQ" if is64 else "IIIIIIIIII"
+    shdr_size = struct.calcsize("<" + shdr_fmt)
+    sections: list[tuple[int, ...]] = []
+    if e_shoff:
+        if e_shentsize != shdr_size:
+            raise BinaryFormatError(f"bad section header size {e_shentsize}")
+        sh0 = r.unpack(shdr_fmt, e_shoff, "section header 0")
+        if e_shnum == 0:
+            e_shnum = sh0[5]
+        if e_phnum == 0xFFFF:
+            e_phnum = sh0[7]
+        if e_shoff + e_shnum * shdr_size > r.size:
+            raise BinaryFormatError(
+                f"section header table ({e_shnum} entries at {e_shoff:#x}) runs past the end of the file"
+            )
+        sections = [
+            r.unpack(shdr_fmt, e_shoff + i * shdr_size, f"section header {i}") for i in range(e_shnum)
+        ]
+
+    # -- program headers
+    phdr_fmt = "IIQQQQQQ" if is64 else "IIIIIIII"
+    phdr_size = struct.calcsize("<" + phdr_fmt)
+    segments: list[tuple[int, int, int, int, int, int]] = []  # type, flags, offset, vaddr, filesz, align
+    if e_phnum:
+        if e_phentsize != phdr_size:
+            raise BinaryFormatError(f"bad program header size {e_phentsize}")
+        if e_phoff + e_phnum * phdr_size > r.size:
+            raise BinaryFormatError(
+                f"program header table ({e_phnum} entries at {e_phoff:#x}) runs past the end of the file"
+            )
+        for i in range(e_phnum):
+            p = r.unpack(phdr_fmt, e_phoff + i * phdr_size, f"program header {i}")
+            if is64:
+                p_type, p_flags, p_offset, p_vaddr, _pa, p_filesz, _memsz, p_align = p
+            else:
+                p_type, p_offset, p_vaddr, _pa, p_filesz, _memsz, p_flags, p_align = p
+            segments.append((p_type, p_flags, p_offset, p_vaddr, p_filesz, p_align))
+    loads = [s for s in segments if s[0] == PT_LOAD]
+
+    def vaddr_to_offset(vaddr: int, what: str) -> int:
+        for _t, _f, off, va, filesz, _a in loads:
+            if va <= vaddr < va + filesz:
+                return off + (vaddr - va)
+        raise BinaryFormatError(f"{what} address {vaddr:#x} is not in any loaded segment")
+
+    def region(off: int, size: int, what: str) -> tuple[int, int]:
+        if off > r.size or off + size > r.size:
+            raise BinaryFormatError(f"{what} ({size} bytes at {off:#x}) runs past the end of the file")
+        return off, off + size
+
+    # -- PT_INTERP
+    interpreter: str | None = None
+    for p_type, _f, off, _va, filesz, _a in segments:
+        if p_type == PT_INTERP:  # the first one, as the kernel reads it
+            start, end = region(off, filesz, "PT_INTERP")
+            interpreter = r.cstring(start, end, "PT_INTERP")
+            break
+
+    # -- dynamic segment
+    dyn = [s for s in segments if s[0] == PT_DYNAMIC]
+    entries: list[tuple[int, int]] = []
+    if dyn:
+        start, end = region(dyn[0][2], dyn[0][4], "PT_DYNAMIC")
+        dfmt, dsize = ("qQ", 16) if is64 else ("iI", 8)
+        for off in range(start, end - dsize + 1, dsize):
+            tag, val = r.unpack(dfmt, off, "dynamic entry")
+            if tag == DT_NULL:
+                break
+            entries.append((tag, val))
+    first: dict[int, int] = {}
+    for tag, val in entries:
+        first.setdefault(tag, val)
+    needed: list[str] = []
+    soname = rpath = runpath = None
+    version_needs: list[VersionNeed] = []
+    if entries and DT_STRTAB in first:
+        str_start = vaddr_to_offset(first[DT_STRTAB], "DT_STRTAB")
+        str_end = min(str_start + first.get(DT_STRSZ, r.size), r.size)
+
+        def dstr(idx: int, what: str) -> str:
+            return r.cstring(str_start + idx, str_end, what)
+
+        for tag, val in entries:
+            if tag == DT_NEEDED:
+                needed.append(dstr(val, "DT_NEEDED"))
+            elif tag == DT_SONAME and soname is None:
+                soname = dstr(val, "DT_SONAME")
+            elif tag == DT_RPATH and rpath is None:
+                rpath = dstr(val, "DT_RPATH")
+            elif tag == DT_RUNPATH and runpath is None:
+                runpath = dstr(val, "DT_RUNPATH")
+        if DT_VERNEED in first:
+            version_needs = _verneed(
+                r, vaddr_to_offset(first[DT_VERNEED], "DT_VERNEED"), first.get(DT_VERNEEDNUM, 0), dstr
+            )
+    elif any(t in (DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH) for t, _ in entries):
+        raise BinaryFormatError("dynamic section has names but no DT_STRTAB")
+
+    # -- notes: PT_NOTE segments and SHT_NOTE sections (they usually overlap; dedupe by position)
+    note_regions: set[tuple[int, int, int]] = set()
+    for p_type, _f, off, _va, filesz, align in segments:
+        if p_type == PT_NOTE:
+            note_regions.add((*region(off, filesz, "PT_NOTE"), 8 if align == 8 else 4))
+    for i, sh in enumerate(sections):
+        if sh[1] == SHT_NOTE:
+            off, size, align = sh[4], sh[5], sh[8]
+            note_regions.add((*region(off, size, f"note section {i}"), 8 if align == 8 else 4))
+    dlopen_notes: list[DlopenNote] = []
+    seen_notes: set[int] = set()
+    # A note is at least 12 bytes and lies in at most a segment and a section: more reads than this means
+    # regions overlapping on purpose, each of which would be walked in full.
+    note_budget = 2 * (r.size // 12) + 64
+    for start, end, align in sorted(note_regions):
+        for pos, ntype, name_off, namesz, desc_off, descsz in _notes(r, start, end, align):
+            note_budget -= 1
+            if note_budget < 0:
+                raise BinaryFormatError("note regions overlap: more notes than the file can hold")
+            if pos in seen_notes:
+                continue
+            seen_notes.add(pos)
+            if ntype != NT_FDO_DLOPEN_METADATA or namesz > 8:
+                continue
+            if bytes(r.data[name_off : name_off + namesz]).rstrip(b"\x00") == b"FDO":
+                dlopen_notes.extend(_dlopen_note(bytes(r.data[desc_off : desc_off + descsz]), pos))
+
+    # -- dlopen candidates: lib*.so* strings in allocated, non-executable data
+    candidates: tuple[str, ...] = ()
+    if scan_strings and e_type in (2, 3):
+        ranges = [
+            (sh[4], min(sh[4] + sh[5], r.size))
+            for sh in sections
+            if sh[1] == SHT_PROGBITS and sh[2] & SHF_ALLOC and not sh[2] & SHF_EXECINSTR and sh[4] < r.size
+        ]
+        if not sections:
+            ranges = [(0, r.size)]
+        exclude = set(needed)
+        if soname:
+            exclude.add(soname)
+        merged: list[tuple[int, int]] = []
+        for lo, hi in sorted(ranges):  # overlapping sections are scanned once
+            if merged and lo < merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+            else:
+                merged.append((lo, hi))
+        found: dict[str, None] = {}
+        for lo, hi in merged:
+            found.update(dict.fromkeys(_dlopen_strings(data, lo, hi)))
+        found = {s: None for s in found if s not in exclude}
+        candidates = tuple(sorted(found)[:MAX_DLOPEN_CANDIDATES])
+
+    return ElfInfo(
+        elf_class=64 if is64 else 32,
+        endian="little" if ei_data == 1 else "big",
+        machine=machine_name(e_machine, ei_data == 1),
+        osabi=OSABIS.get(ei_osabi, f"OSABI_{ei_osabi}"),
+        type=E_TYPES.get(e_type, f"ET_{e_type:#x}"),
+        interpreter=interpreter,
+        soname=soname,
+        needed=tuple(needed),
+        rpath=rpath,
+        runpath=runpath,
+        version_needs=tuple(version_needs),
+        dlopen_notes=tuple(dlopen_notes),
+        dlopen_candidates=candidates,
+        is_dynamic=bool(dyn),
+    )
+
+
+def _dlopen_strings(data: Buffer, lo: int, hi: int) -> Iterator[str]:
+    """``lib*.so*`` strings in data[lo:hi]. Finds each ``.so`` with a fast substring search, then matches
+    the full name in a small window around it (a regex over the whole range would be several times slower)."""
+    pos = data.find(b".so", lo, hi)
+    while pos >= 0:
+        window_lo = max(lo, pos - 200)
+        for m in _DLOPEN_RE.finditer(data, window_lo, min(hi, pos + 64)):
+            if m.start() <= pos < m.end() and (m.start() > window_lo or window_lo == lo):
+                yield m.group().decode("ascii")
+        pos = data.find(b".so", pos + 3, hi)
+
+
+def machine_name(e_machine: int, little: bool) -> str:
+    if e_machine == 21 and little:
+        return "ppc64le"
+    return MACHINES.get(e_machine, f"EM_{e_machine}")
+
+
+def _verneed(r: _Reader, offset: int, count: int, dstr: Callable[[int, str], str]) -> list[VersionNeed]:
+    out: list[VersionNeed] = []
+    visited: set[int] = set()
+    aux_seen: set[int] = set()  # across all entries: a shared chain would be walked once per Verneed
+    for _ in range(min(count, 1 << 16)):
+        if offset in visited:
+            raise BinaryFormatError(f"version-needed entries loop at {offset:#x}")
+        visited.add(offset)
+        _ver, vn_cnt, vn_file, vn_aux, vn_next = r.unpack("HHIII", offset, "Elf_Verneed")
+        file = dstr(vn_file, "Elf_Verneed file")
+        versions: list[str] = []
+        aux = offset + vn_aux
+        for _ in range(vn_cnt):
+            if aux in aux_seen:
+                raise BinaryFormatError(f"version-needed aux entry at {aux:#x} is reached twice")
+            aux_seen.add(aux)
+            _hash, _flags, _other, vna_name, vna_next = r.unpack("IHHII", aux, "Elf_Vernaux")
+            versions.append(dstr(vna_name, "Elf_Vernaux name"))
+            if vna_next == 0:
+                break
+            aux += vna_next
+        out.append(VersionNeed(file, tuple(versions)))
+        if vn_next == 0:
+            break
+        offset += vn_next
+    return out
+
+
+def _notes(r: _Reader, start: int, end: int, align: int) -> Iterator[tuple[int, int, int, int, int, int]]:
+    """(position, type, name offset, namesz, desc offset, descsz) of each note in [start, end)."""
+    pos = start
+    while pos + 12 <= end:
+        namesz, descsz, ntype = r.unpack("III", pos, "note header")
+        name_off = pos + 12
+        desc_off = start + _align(name_off + namesz - start, align)
+        nxt = start + _align(desc_off + descsz - start, align)
+        if desc_off + descsz > end:  # the last note's padding may lie past the end
+            raise BinaryFormatError(f"note at {pos:#x} runs past its segment")
+        yield pos, ntype, name_off, namesz, desc_off, descsz
+        pos = nxt
+
+
+def _align(n: int, a: int) -> int:
+    return (n + a - 1) & ~(a - 1)
+
+
+def _dlopen_note(desc: bytes, pos: int) -> list[DlopenNote]:
+    try:
+        payload = json.loads(desc.rstrip(b"\x00").decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise BinaryFormatError(f".note.dlopen at {pos:#x} is not valid JSON: {e}") from None
+    if not isinstance(payload, list):
+        raise BinaryFormatError(f".note.dlopen at {pos:#x} is not a JSON array")
+    notes: list[DlopenNote] = []
+    for item in payload:
+        if not isinstance(item, dict):
+            raise BinaryFormatError(f".note.dlopen at {pos:#x} has a non-object entry")
+        sonames = item.get("soname")
+        if not isinstance(sonames, list) or not all(isinstance(s, str) for s in sonames):
+            raise BinaryFormatError(f".note.dlopen at {pos:#x}: 'soname' must be a list of strings")
+        priority = item.get("priority", "recommended")
+        feature, description = item.get("feature"), item.get("description")
+        notes.append(
+            DlopenNote(
+                sonames=tuple(sonames),
+                priority=priority if isinstance(priority, str) else "recommended",
+                feature=feature if isinstance(feature, str) else None,
+                description=description if isinstance(description, str) else None,
+            )
+        )
+    return notes
