@@ -224,7 +224,7 @@ def make_plan(wheel: Path, lib_dirs: Sequence[str], allow: Sequence[str]) -> dic
                 "interpreter": e.new_interpreter,
                 "size": sizes[e.member],
             }
-            for e in plan.edits
+            for e in plan.elf_edits
         ],
     }
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from wheelfix.analysis.model import Outcome
 from wheelfix.analysis.resolve import analyze
-from wheelfix.analysis.scan import BinaryMember, WheelScan
+from wheelfix.analysis.scan import ElfMember, WheelScan
 from wheelfix.binfmt.elf.reader import ElfInfo
-from wheelfix.wheel.archive import WheelMeta, install_location
+from wheelfix.wheel.archive import WheelIdentity, WheelMeta, install_location
 
 
 def elf(
@@ -50,14 +50,16 @@ def wheel(
         data_dir=f"{name}-1.0.data",
     )
     members = tuple(
-        BinaryMember(m, install_location(m, meta.data_dir), 1000, e) for m, e in sorted(binaries.items())
+        ElfMember(m, install_location(m, meta.data_dir), 1000, e) for m, e in sorted(binaries.items())
     )
-    return WheelScan(meta.filename, meta, 1000, len(members), 1000, members, ())
+    return WheelScan(
+        meta.filename, meta, 1000, len(members), 1000, members, (), (), WheelIdentity(1000, 0, name)
+    )
 
 
 def outcome_of(scans: list[WheelScan], member: str, soname: str) -> tuple[Outcome, bool, str | None]:
     for w in analyze(scans).wheels:
-        for b in w.binaries:
+        for b in w.elf:
             if b.binary.member == member:
                 for n in b.needs:
                     if n.soname == soname:
@@ -164,7 +166,7 @@ def test_classification_of_system_names() -> None:
             )
         },
     )
-    got = {n.soname: n.resolution.outcome for n in analyze([w]).wheels[0].binaries[0].needs}
+    got = {n.soname: n.resolution.outcome for n in analyze([w]).wheels[0].elf[0].needs}
     assert got == {
         "libc.so.6": Outcome.GLIBC,
         "ld-linux-x86-64.so.2": Outcome.GLIBC,

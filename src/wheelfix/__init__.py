@@ -1,3 +1,96 @@
-"""wheelfix: make prebuilt binary wheels work on Nix, and tell CI whether a wheel is portable."""
+"""wheelfix: make prebuilt binary wheels work on Nix, and tell CI whether a wheel is portable.
 
-__version__ = "0.1.0"
+The public API (see ``docs/api.md``)::
+
+    import wheelfix
+
+    analysis = wheelfix.inspect(["torch-2.13.0-cp311-cp311-manylinux_2_28_x86_64.whl"])
+    result = wheelfix.check(analysis, "nix")
+    wheelfix.repair(["demo-1.0-cp311-cp311-manylinux_2_17_x86_64.whl"], "out/",
+                    lib_paths=["/nix/store/...-zlib/lib"])
+
+Every error wheelfix raises on purpose is a :class:`wheelfix.Error`; its ``exit_code`` is the command line's.
+"""
+
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
+
+try:
+    __version__ = _version("wheelfix")  # the one source: pyproject.toml
+except PackageNotFoundError:  # pragma: no cover - run from a source tree that is not installed
+    __version__ = "0+unknown"
+
+from wheelfix.analysis.check import CheckResult, Finding, Severity, UnknownTarget
+from wheelfix.analysis.model import (
+    Analysis,
+    BinaryFormat,
+    BinaryKind,
+    Library,
+    Need,
+    Outcome,
+    Resolution,
+    SearchDir,
+    Source,
+    WheelAnalysis,
+)
+from wheelfix.api import (
+    NixFragment,
+    RepairIncomplete,
+    RepairResult,
+    check,
+    inspect,
+    lookup,
+    nix_fragment,
+    plan_repair,
+    repair,
+    write_repaired,
+)
+from wheelfix.errors import BadInput, Error, Findings, OutputError, Problem, UsageError
+from wheelfix.nixkb.kb import Answer, Candidate
+from wheelfix.repair.plan import ElfEdit, MachOEdit, Missing, NoRoom, SliceEdit, Strategy, WheelPlan
+from wheelfix.wheel.archive import DEFAULT_LIMITS, Limits
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "Analysis",
+    "Answer",
+    "BadInput",
+    "BinaryFormat",
+    "BinaryKind",
+    "Candidate",
+    "CheckResult",
+    "ElfEdit",
+    "Error",
+    "Finding",
+    "Findings",
+    "Library",
+    "Limits",
+    "MachOEdit",
+    "Missing",
+    "Need",
+    "NixFragment",
+    "NoRoom",
+    "Outcome",
+    "OutputError",
+    "Problem",
+    "RepairIncomplete",
+    "RepairResult",
+    "Resolution",
+    "SearchDir",
+    "Severity",
+    "SliceEdit",
+    "Source",
+    "Strategy",
+    "UnknownTarget",
+    "UsageError",
+    "WheelAnalysis",
+    "WheelPlan",
+    "__version__",
+    "check",
+    "inspect",
+    "lookup",
+    "nix_fragment",
+    "plan_repair",
+    "repair",
+    "write_repaired",
+]

@@ -1,4 +1,16 @@
-"""Error types. Every error that reaches the CLI is a one-line message plus an exit code."""
+"""Errors. One root, :class:`Error`; every subclass carries the exit code the command line exits with, so a
+library user catches ``wheelfix.Error`` and a CLI user reads the code.
+
+========  =====================================================================================
+exit      meaning
+========  =====================================================================================
+0         ok
+1         findings: the check failed, a need has no library, an edit does not fit (:class:`Findings`)
+2         bad input or usage: an unusable wheel, binary, database or option (:class:`BadInput`, ...)
+3         internal error: a bug (any exception that is not an :class:`Error`)
+4         the output could not be written (:class:`OutputError`)
+========  =====================================================================================
+"""
 
 from __future__ import annotations
 
@@ -11,10 +23,11 @@ __all__ = [
     "EXIT_OK",
     "EXIT_OUTPUT",
     "BadInput",
+    "Error",
+    "Findings",
     "OutputError",
     "Problem",
-    "Unsupported",
-    "WheelfixError",
+    "UsageError",
 ]
 
 EXIT_OK = 0
@@ -37,13 +50,13 @@ class Problem:
         return f"{where}: {self.message}"
 
 
-class WheelfixError(Exception):
-    """Base class; ``exit_code`` is what the CLI exits with."""
+class Error(Exception):
+    """The root of every error wheelfix raises on purpose; ``exit_code`` is what the CLI exits with."""
 
     exit_code = EXIT_INTERNAL
 
 
-class BadInput(WheelfixError):
+class BadInput(Error):
     """An input is unusable. Carries every problem found, not just the first."""
 
     exit_code = EXIT_BAD_INPUT
@@ -55,13 +68,20 @@ class BadInput(WheelfixError):
         super().__init__("; ".join(str(p) for p in self.problems))
 
 
-class Unsupported(WheelfixError):
-    """Valid input that this version cannot act on (e.g. repairing Mach-O): exit 1, nothing written."""
+class UsageError(Error, ValueError):
+    """An option or argument the caller gave makes no sense (an unknown target, a bad path)."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class Findings(Error):
+    """Valid input that wheelfix cannot act on as asked: a library found nowhere, an edit that does not fit.
+    Nothing was written."""
 
     exit_code = EXIT_FINDINGS
 
 
-class OutputError(WheelfixError):
+class OutputError(Error):
     """Writing the output failed (nothing is left behind: outputs are written to a temp name and renamed)."""
 
     exit_code = EXIT_OUTPUT

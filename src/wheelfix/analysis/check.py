@@ -8,20 +8,27 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from wheelfix._enum import StrEnum
 from wheelfix.analysis.model import Analysis, Need, Outcome, WheelAnalysis
 from wheelfix.analysis.policy import ManylinuxPolicy, manylinux_policy
+from wheelfix.errors import UsageError
 
-__all__ = ["CheckResult", "Finding", "UnknownTarget", "parse_target", "run_check"]
+__all__ = ["CheckResult", "Finding", "Severity", "UnknownTarget", "parse_target", "run_check"]
 
 
-class UnknownTarget(ValueError):
-    pass
+class UnknownTarget(UsageError):
+    """A target that is neither ``nix`` nor a known policy."""
+
+
+class Severity(StrEnum):
+    ERROR = "error"  # fails the check
+    WARNING = "warning"  # reported only
 
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    severity: str  # "error" fails the check; "warning" is reported only
-    code: str  # short stable identifier, e.g. "unresolved", "not-on-nix", "symbol-version"
+    severity: Severity
+    code: str  # short stable identifier, e.g. "unresolved", "system-library", "policy", "minos"
     wheel: str  # the wheel's path as given
     soname: str | None
     members: tuple[str, ...]
@@ -36,7 +43,7 @@ class CheckResult:
 
     @property
     def errors(self) -> tuple[Finding, ...]:
-        return tuple(f for f in self.findings if f.severity == "error")
+        return tuple(f for f in self.findings if f.severity is Severity.ERROR)
 
     @property
     def passed(self) -> bool:
@@ -100,7 +107,7 @@ def _check_macos(wheel: WheelAnalysis) -> list[Finding]:
     if not tags:
         found.append(
             Finding(
-                "error",
+                Severity.ERROR,
                 "platform-tag",
                 path,
                 None,
@@ -117,7 +124,12 @@ def _check_macos(wheel: WheelAnalysis) -> list[Finding]:
         if wanted is None:
             found.append(
                 Finding(
-                    "warning", "platform-tag", path, None, (), f"tag {tag}: unknown architecture {tag_arch}"
+                    Severity.WARNING,
+                    "platform-tag",
+                    path,
+                    None,
+                    (),
+                    f"tag {tag}: unknown architecture {tag_arch}",
                 )
             )
             continue
@@ -138,7 +150,7 @@ def _check_macos(wheel: WheelAnalysis) -> list[Finding]:
         for arch, members in sorted(missing.items()):
             found.append(
                 Finding(
-                    "error",
+                    Severity.ERROR,
                     "arch-mismatch",
                     path,
                     None,
@@ -149,7 +161,7 @@ def _check_macos(wheel: WheelAnalysis) -> list[Finding]:
         for arch, members in sorted(extra.items()):
             found.append(
                 Finding(
-                    "warning",
+                    Severity.WARNING,
                     "extra-arch",
                     path,
                     None,
@@ -162,7 +174,7 @@ def _check_macos(wheel: WheelAnalysis) -> list[Finding]:
             members = sorted({mm for ms in too_new.values() for mm in ms})
             found.append(
                 Finding(
-                    "error",
+                    Severity.ERROR,
                     "minos",
                     path,
                     None,
@@ -195,13 +207,13 @@ def _common(
             code, why = "nix-store", "is loaded from /nix/store (a repaired wheel), which exists only on Nix"
         else:
             code, why = "unresolved", "is not bundled, not in another given wheel, and not a system library"
-        found.append(Finding("error", code, path, soname, members, f"{soname} {why}"))
+        found.append(Finding(Severity.ERROR, code, path, soname, members, f"{soname} {why}"))
     for soname, (_need, members) in _grouped(
         wheel, ((m, n) for m, n in required if not n.resolution.reachable)
     ).items():
         found.append(
             Finding(
-                "warning",
+                Severity.WARNING,
                 "not-on-search-path",
                 path,
                 soname,
@@ -216,7 +228,7 @@ def _common(
             continue
         found.append(
             Finding(
-                "warning",
+                Severity.WARNING,
                 "dlopen-unresolved",
                 path,
                 soname,
@@ -227,7 +239,12 @@ def _common(
     for u in wheel.scan.unsupported:
         found.append(
             Finding(
-                "warning", "unsupported-binary", path, None, (u.member,), f"{u.format} binary not analysed"
+                Severity.WARNING,
+                "unsupported-binary",
+                path,
+                None,
+                (u.member,),
+                f"{u.format} binary not analysed",
             )
         )
     found.extend(_check_macos(wheel))
@@ -243,7 +260,7 @@ def _policy_violations(wheel: WheelAnalysis, policy: ManylinuxPolicy, allow: Seq
     """Why ``wheel``'s binaries do not satisfy ``policy``: arch, external libs, symbol versions."""
     why: list[str] = []
     too_new: dict[tuple[str, str], str] = {}  # (arch, prefix) -> newest version needed beyond the policy
-    for b in wheel.binaries:
+    for b in wheel.elf:
         elf = b.binary.elf
         arch_versions = policy.symbol_versions.get(elf.machine)
         if arch_versions is None:
@@ -287,21 +304,28 @@ def _check_manylinux(wheel: WheelAnalysis, target: ManylinuxPolicy, allow: Seque
     # external libraries are judged against the policy's allowlist below
     found = [f for f in found if f.code not in ("system-library", "unresolved")]
     for why in sorted(set(_policy_violations(wheel, target, allow))):
-        found.append(Finding("error", "policy", path, None, (), f"not {target.name}: {why}"))
+        found.append(Finding(Severity.ERROR, "policy", path, None, (), f"not {target.name}: {why}"))
     tags = wheel.scan.meta.platform_tags
     claimed = [(t, p) for t in tags if (p := manylinux_policy(t)) is not None]
-    if not wheel.binaries:
+    if not wheel.elf:
         return found
     if not claimed:
         found.append(
-            Finding("error", "platform-tag", path, None, (), f"tagged {', '.join(tags)}: not a manylinux tag")
+            Finding(
+                Severity.ERROR,
+                "platform-tag",
+                path,
+                None,
+                (),
+                f"tagged {', '.join(tags)}: not a manylinux tag",
+            )
         )
     else:
         lowest_tag, lowest = min(claimed, key=lambda tp: tp[1].glibc)
         if lowest.glibc > target.glibc:
             found.append(
                 Finding(
-                    "error",
+                    Severity.ERROR,
                     "platform-tag",
                     path,
                     None,
@@ -314,7 +338,9 @@ def _check_manylinux(wheel: WheelAnalysis, target: ManylinuxPolicy, allow: Seque
             if policy == target:
                 continue  # already judged above
             for why in sorted(set(_policy_violations(wheel, policy, allow))):
-                found.append(Finding("error", "tag-mismatch", path, None, (), f"tag {tag} is wrong: {why}"))
+                found.append(
+                    Finding(Severity.ERROR, "tag-mismatch", path, None, (), f"tag {tag} is wrong: {why}")
+                )
     return found
 
 

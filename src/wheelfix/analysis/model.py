@@ -1,31 +1,37 @@
 """The analysis model: for every need of every binary, where it resolves and why. Frozen and typed;
-built by :mod:`wheelfix.analysis.resolve`, read by checks and emitters."""
+built by :mod:`wheelfix.analysis.resolve`, read by checks and renderers. ELF and Mach-O binaries share one
+shape for reports (:class:`BinaryView`: needs per architecture)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
-from wheelfix.analysis.scan import BinaryMember, MachOMember, WheelScan
+from wheelfix._enum import StrEnum
+from wheelfix.analysis.scan import ElfMember, MachOMember, WheelScan
+from wheelfix.binfmt import BinaryFormat
 
 __all__ = [
     "OUTCOME_ORDER",
     "Analysis",
     "ArchView",
-    "BinaryAnalysis",
+    "BinaryFormat",
+    "BinaryKind",
     "BinaryView",
+    "ElfAnalysis",
     "Library",
     "MachOAnalysis",
     "Need",
     "Outcome",
     "Resolution",
     "SearchDir",
+    "SearchKind",
     "Source",
+    "StrEnum",
     "WheelAnalysis",
 ]
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     UNRESOLVED = "unresolved"  # nothing provides it
     MANYLINUX = "manylinux_policy"  # a manylinux policy lets wheels assume it; absent on Nix
     OTHER_WHEEL = "other_wheel"  # shipped by another wheel given in the same call
@@ -40,22 +46,48 @@ class Outcome(str, Enum):
 OUTCOME_ORDER = {o: i for i, o in enumerate(Outcome)}
 
 
-class Source(str, Enum):
-    NEEDED = "needed"  # DT_NEEDED
+class Source(StrEnum):
+    NEEDED = "needed"  # DT_NEEDED, LC_LOAD_DYLIB
     DLOPEN_NOTE = "dlopen_note"  # FDO .note.dlopen
     DLOPEN_STRING = "dlopen_string"  # a lib*.so* string in read-only data: a hint, not a requirement
 
 
+class BinaryKind(StrEnum):
+    EXTENSION = "extension"  # a Python extension module
+    LIBRARY = "library"
+    EXECUTABLE = "executable"
+    OBJECT = "object"  # a relocatable object (.o): never loaded
+
+
+class SearchKind(StrEnum):
+    RPATH = "RPATH"
+    RUNPATH = "RUNPATH"
+    LC_RPATH = "LC_RPATH"
+
+
 @dataclass(frozen=True, slots=True)
 class SearchDir:
-    """One directory ld.so would search. ``kind`` is RPATH, RUNPATH or "RPATH of <member>" (inherited
-    from a loader). ``path`` is the directory in the virtual install tree, None when it cannot be
-    evaluated without the host (absolute, cwd-relative, $LIB/$PLATFORM) — ``note`` says why."""
+    """One directory ld.so or dyld would search: an entry of the binary's own RPATH/RUNPATH/LC_RPATH, or of
+    a loader's (``inherited_from`` names that binary). ``path`` is the directory in the virtual install
+    tree, None when it cannot be evaluated without the host (absolute, cwd-relative, $LIB/$PLATFORM) —
+    ``note`` says why."""
 
-    kind: str
+    kind: SearchKind
     entry: str
     path: str | None
     note: str | None
+    inherited_from: str | None = None
+
+    @property
+    def label(self) -> str:
+        """ "RUNPATH", or "RPATH of <member>" for an inherited entry."""
+        return f"{self.kind} of {self.inherited_from}" if self.inherited_from else str(self.kind)
+
+    def inherited(self, loader: str) -> SearchDir:
+        """This entry as seen by a binary that ``loader`` loads (an inherited entry keeps its origin)."""
+        if self.inherited_from is not None:
+            return self
+        return SearchDir(self.kind, self.entry, self.path, None, loader)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +109,9 @@ class Need:
 
 
 @dataclass(frozen=True, slots=True)
-class BinaryAnalysis:
-    binary: BinaryMember
-    kind: str  # extension, library, executable, object
+class ElfAnalysis:
+    binary: ElfMember
+    kind: BinaryKind
     search_path: tuple[SearchDir, ...]
     needs: tuple[Need, ...]
 
@@ -98,7 +130,7 @@ class ArchView:
 @dataclass(frozen=True, slots=True)
 class MachOAnalysis:
     binary: MachOMember
-    kind: str  # extension, library, executable, object
+    kind: BinaryKind
     slices: tuple[ArchView, ...]  # in the order of the file's slices
 
 
@@ -107,8 +139,8 @@ class BinaryView:
     """A binary of either format, as checks and reports see it: needs per architecture."""
 
     member: str
-    format: str  # "elf", "macho" or "macho-fat"
-    kind: str
+    format: BinaryFormat
+    kind: BinaryKind
     archs: tuple[ArchView, ...]
 
     def needs(self) -> tuple[Need, ...]:
@@ -139,7 +171,7 @@ class Library:
 @dataclass(frozen=True, slots=True)
 class WheelAnalysis:
     scan: WheelScan
-    binaries: tuple[BinaryAnalysis, ...]  # ELF
+    elf: tuple[ElfAnalysis, ...]
     macho: tuple[MachOAnalysis, ...] = ()
 
     def views(self) -> tuple[BinaryView, ...]:
@@ -147,11 +179,11 @@ class WheelAnalysis:
         out = [
             BinaryView(
                 b.binary.member,
-                "elf",
+                BinaryFormat.ELF,
                 b.kind,
                 (ArchView(b.binary.elf.machine, b.binary.elf.type, None, b.search_path, b.needs),),
             )
-            for b in self.binaries
+            for b in self.elf
         ]
         out.extend(BinaryView(m.binary.member, m.binary.format, m.kind, m.slices) for m in self.macho)
         return tuple(out)

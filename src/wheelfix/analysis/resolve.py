@@ -29,50 +29,155 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from wheelfix.analysis.model import (
     Analysis,
     ArchView,
-    BinaryAnalysis,
+    BinaryKind,
+    ElfAnalysis,
     MachOAnalysis,
     Need,
     Outcome,
     Resolution,
     SearchDir,
+    SearchKind,
     Source,
     WheelAnalysis,
 )
 from wheelfix.analysis.policy import is_glibc, is_gpu_driver, is_libpython, manylinux_allowlist
-from wheelfix.analysis.scan import BinaryMember, MachOMember, WheelScan
+from wheelfix.analysis.scan import ElfMember, MachOMember, WheelScan
 from wheelfix.binfmt.macho.reader import MachOSlice
 from wheelfix.wheel.archive import VIRTUAL_PREFIX, virtual_dir
 
-__all__ = ["BUILD_MACHINE_PREFIXES", "analyze", "classify_kind", "classify_macho_kind"]
+__all__ = ["BUILD_MACHINE_PREFIXES", "NIX_STORE", "analyze", "elf_kind", "macho_kind"]
 
 _EXTENSION = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.(cpython|pypy|graalpy)[^./]*|\.abi3|\.cp3\d+[^./]*)?\.so")
 _ORIGIN = re.compile(r"\$(ORIGIN\b|\{ORIGIN\})")
 _OTHER_TOKEN = re.compile(r"\$(\{?)(LIB|PLATFORM)\b")
+NIX_STORE = "/nix/store/"
 
 
-def classify_kind(binary: BinaryMember) -> str:
+def _is_extension(path: str) -> bool:
+    name = posixpath.basename(path)
+    return _EXTENSION.fullmatch(name) is not None and not name.startswith("lib")
+
+
+def elf_kind(binary: ElfMember) -> BinaryKind:
     elf = binary.elf
     if elf.type == "ET_REL":
-        return "object"
+        return BinaryKind.OBJECT
     if elf.interpreter is not None or elf.type == "ET_EXEC":
-        return "executable"
-    name = posixpath.basename(binary.location.path)
-    if _EXTENSION.fullmatch(name) and not name.startswith("lib"):
-        return "extension"
-    return "library"
+        return BinaryKind.EXECUTABLE
+    return BinaryKind.EXTENSION if _is_extension(binary.location.path) else BinaryKind.LIBRARY
+
+
+def macho_kind(binary: MachOMember) -> BinaryKind:
+    filetype = binary.macho.slices[0].filetype if binary.macho.slices else ""
+    if filetype == "object":
+        return BinaryKind.OBJECT
+    if filetype == "execute":
+        return BinaryKind.EXECUTABLE
+    if filetype == "bundle" or _is_extension(binary.location.path):
+        return BinaryKind.EXTENSION
+    return BinaryKind.LIBRARY
+
+
+# --- the load chain (both formats) -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Chain:
+    """Search paths of a set of binaries while the inheritance along the load chain is worked out.
+
+    ``own[i]``: the entries binary ``i`` searches and passes on to what it loads (ELF DT_RPATH, Mach-O
+    LC_RPATH); ``fixed[i]``: entries searched *instead*, neither passed on nor added to (ELF DT_RUNPATH);
+    ``inherited[i]``: what its loaders pass on to it."""
+
+    own: list[list[SearchDir]]
+    fixed: list[list[SearchDir] | None]
+    inherited: list[list[SearchDir]]
+
+    def search_path(self, i: int) -> list[SearchDir]:
+        fixed = self.fixed[i]
+        return fixed if fixed is not None else self.own[i] + self.inherited[i]
+
+
+def _propagate(
+    chain: _Chain,
+    loads: Callable[[int, list[SearchDir]], Iterable[int]],
+    members: Sequence[str],
+    order: Callable[[int], tuple[str, ...]],
+) -> None:
+    """Fixed point: search paths flow from each binary to the binaries it loads (``loads(i, dirs)``: the
+    indices binary ``i`` loads through ``dirs``), in loader order, each directory once. ld.so (DT_RPATH) and
+    dyld (LC_RPATH) both search the entries of the loaders up the chain after the binary's own."""
+    n = len(members)
+    for _ in range(n + 1):
+        loaded_by: list[list[int]] = [[] for _ in range(n)]
+        for i in range(n):
+            for j in loads(i, chain.search_path(i)):
+                if j != i:
+                    loaded_by[j].append(i)
+        changed = False
+        for j in range(n):
+            if chain.fixed[j] is not None:
+                continue
+            new: list[SearchDir] = []
+            seen = {d.path for d in chain.own[j]}
+            for i in sorted(loaded_by[j], key=order):
+                for d in chain.own[i] + chain.inherited[i]:
+                    if d.path is not None and d.path not in seen:
+                        seen.add(d.path)
+                        new.append(d.inherited(members[i]))
+            if [d.path for d in new] != [d.path for d in chain.inherited[j]]:
+                chain.inherited[j] = new
+                changed = True
+        if not changed:
+            return
+
+
+def _python_version(scans: Sequence[WheelScan]) -> str:
+    versions = sorted({v for s in scans if (v := s.meta.python_version)})
+    return versions[0] if versions else "3"
+
+
+def analyze(scans: Sequence[WheelScan]) -> Analysis:
+    """Resolve every binary of every wheel against the whole set."""
+    pyver = _python_version(scans)
+    elf = _analyze_elf(scans, pyver)
+    macho = _analyze_macho(scans, pyver)
+    return Analysis(
+        wheels=tuple(
+            WheelAnalysis(s, tuple(es), tuple(ms)) for s, es, ms in zip(scans, elf, macho, strict=True)
+        ),
+        python_version=pyver,
+    )
+
+
+def _store_dirs(dirs: Sequence[SearchDir]) -> list[str]:
+    out: list[str] = []
+    for d in dirs:
+        if d.entry.startswith(NIX_STORE) and d.entry not in out:
+            out.append(d.entry)
+    return out
+
+
+def _in_store(where: str) -> Resolution:
+    return Resolution(
+        Outcome.NIX_STORE, f"expected in {where}: pinned by a repair; not looked up on this host"
+    )
+
+
+# --- ELF (ld.so) ------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class _Node:
     wheel_index: int
     wheel: str  # file name
-    binary: BinaryMember
+    binary: ElfMember
     abspath: str  # in the virtual tree
 
     @property
@@ -84,7 +189,7 @@ def _node_key(n: _Node) -> tuple[str, str]:
     return (n.wheel, n.binary.member)
 
 
-def _expand(kind: str, entry: str, origin: str) -> SearchDir:
+def _expand(kind: SearchKind, entry: str, origin: str) -> SearchDir:
     if entry == "":
         return SearchDir(kind, entry, None, "empty entry means the current directory")
     if _OTHER_TOKEN.search(entry):
@@ -101,7 +206,7 @@ def _expand(kind: str, entry: str, origin: str) -> SearchDir:
     return SearchDir(kind, entry, path, None)
 
 
-def _own_dirs(node: _Node, kind: str, value: str | None) -> list[SearchDir]:
+def _own_dirs(node: _Node, kind: SearchKind, value: str | None) -> list[SearchDir]:
     if value is None:
         return []
     return [_expand(kind, e, node.origin) for e in value.split(":")]
@@ -111,7 +216,7 @@ class _Resolver:
     def __init__(self, scans: Sequence[WheelScan], pyver: str) -> None:
         self.nodes: list[_Node] = []
         for i, scan in enumerate(scans):
-            for b in scan.binaries:
+            for b in scan.elf:
                 base = virtual_dir(b.location.scheme, pyver, scan.meta.name)
                 self.nodes.append(_Node(i, scan.meta.filename, b, posixpath.join(base, b.location.path)))
         self.by_dir: dict[str, dict[str, list[_Node]]] = {}
@@ -164,7 +269,7 @@ class _Resolver:
                 continue
             for cand in self.by_dir.get(d.path, {}).get(name, []):
                 if self._compatible(node, cand):
-                    return self._found(node, cand, f"{d.kind} {d.entry}", True), cand
+                    return self._found(node, cand, f"{d.label} {d.entry}", True), cand
         return self._classify(node, name, dirs), None
 
     def _classify(self, node: _Node, name: str, dirs: Sequence[SearchDir] = ()) -> Resolution:
@@ -192,98 +297,55 @@ class _Resolver:
         return Resolution(Outcome.UNRESOLVED, "not in the wheels and not a system library")
 
 
-NIX_STORE = "/nix/store/"
+def _elf_needs(r: _Resolver, n: _Node, dirs: Sequence[SearchDir]) -> tuple[Need, ...]:
+    """DT_NEEDED first, then the names of dlopen notes, then dlopen strings (each name once)."""
+    elf = n.binary.elf
+    needs = [Need(name, Source.NEEDED, r.search(n, name, dirs)[0], True) for name in elf.needed]
+    noted: set[str] = set(elf.needed)
+    for note in elf.dlopen_notes:
+        for name in note.sonames:
+            if name not in noted:
+                noted.add(name)
+                res = r.search(n, name, dirs)[0]
+                needs.append(Need(name, Source.DLOPEN_NOTE, res, note.priority == "required"))
+    for name in elf.dlopen_candidates:
+        if name not in noted:
+            needs.append(Need(name, Source.DLOPEN_STRING, r.search(n, name, dirs)[0], False))
+    return tuple(needs)
 
 
-def _store_dirs(dirs: Sequence[SearchDir]) -> list[str]:
-    out: list[str] = []
-    for d in dirs:
-        if d.entry.startswith(NIX_STORE) and d.entry not in out:
-            out.append(d.entry)
-    return out
-
-
-def _in_store(where: str) -> Resolution:
-    return Resolution(
-        Outcome.NIX_STORE, f"expected in {where}: pinned by a repair; not looked up on this host"
-    )
-
-
-def analyze(scans: Sequence[WheelScan]) -> Analysis:
-    """Resolve every binary of every wheel against the whole set."""
-    versions = sorted({v for s in scans if (v := s.meta.python_version)})
-    pyver = versions[0] if versions else "3"
+def _analyze_elf(scans: Sequence[WheelScan], pyver: str) -> list[list[ElfAnalysis]]:
     r = _Resolver(scans, pyver)
     nodes = r.nodes
     index = {id(n): i for i, n in enumerate(nodes)}
-    own_rpath = [
-        [] if n.binary.elf.runpath is not None else _own_dirs(n, "RPATH", n.binary.elf.rpath) for n in nodes
-    ]
-    runpath = [_own_dirs(n, "RUNPATH", n.binary.elf.runpath) for n in nodes]
-    inherited: list[list[SearchDir]] = [[] for _ in nodes]
-
-    def search_path(i: int) -> list[SearchDir]:
-        if nodes[i].binary.elf.runpath is not None:
-            return runpath[i]
-        return own_rpath[i] + inherited[i]
-
-    # Fixed point: RPATHs flow from loaders to what they load (only into binaries without RUNPATH).
-    for _ in range(len(nodes) + 1):
-        loaded_by: list[list[int]] = [[] for _ in nodes]
-        for i, n in enumerate(nodes):
-            dirs = search_path(i)
-            for name in n.binary.elf.needed:
-                _res, cand = r.search(n, name, dirs)
-                if cand is not None and cand is not n:
-                    loaded_by[index[id(cand)]].append(i)
-        changed = False
-        for j in range(len(nodes)):
-            if nodes[j].binary.elf.runpath is not None:
-                continue
-            new: list[SearchDir] = []
-            seen = {d.path for d in own_rpath[j]}
-            for i in sorted(loaded_by[j], key=lambda i: _node_key(nodes[i])):
-                for d in own_rpath[i] + inherited[i]:
-                    if d.path is not None and d.path not in seen:
-                        seen.add(d.path)
-                        kind = (
-                            d.kind if d.kind.startswith("RPATH of") else f"RPATH of {nodes[i].binary.member}"
-                        )
-                        new.append(SearchDir(kind, d.entry, d.path, None))
-            if [d.path for d in new] != [d.path for d in inherited[j]]:
-                inherited[j] = new
-                changed = True
-        if not changed:
-            break
-
-    per_wheel: list[list[BinaryAnalysis]] = [[] for _ in scans]
-    for i, n in enumerate(nodes):
-        dirs = search_path(i)
-        elf = n.binary.elf
-        needs: list[Need] = []
-        for name in elf.needed:
-            needs.append(Need(name, Source.NEEDED, r.search(n, name, dirs)[0], True))
-        noted: set[str] = set(elf.needed)
-        for note in elf.dlopen_notes:
-            for name in note.sonames:
-                if name not in noted:
-                    noted.add(name)
-                    res = r.search(n, name, dirs)[0]
-                    needs.append(Need(name, Source.DLOPEN_NOTE, res, note.priority == "required"))
-        for name in elf.dlopen_candidates:
-            if name not in noted:
-                needs.append(Need(name, Source.DLOPEN_STRING, r.search(n, name, dirs)[0], False))
-        per_wheel[n.wheel_index].append(
-            BinaryAnalysis(n.binary, classify_kind(n.binary), tuple(dirs), tuple(needs))
-        )
-    per_wheel_macho = _analyze_macho(scans, pyver)
-    return Analysis(
-        wheels=tuple(
-            WheelAnalysis(s, tuple(bs), tuple(ms))
-            for s, bs, ms in zip(scans, per_wheel, per_wheel_macho, strict=True)
-        ),
-        python_version=pyver,
+    chain = _Chain(
+        own=[
+            [] if n.binary.elf.runpath is not None else _own_dirs(n, SearchKind.RPATH, n.binary.elf.rpath)
+            for n in nodes
+        ],
+        fixed=[
+            _own_dirs(n, SearchKind.RUNPATH, n.binary.elf.runpath)
+            if n.binary.elf.runpath is not None
+            else None
+            for n in nodes
+        ],
+        inherited=[[] for _ in nodes],
     )
+
+    def loads(i: int, dirs: list[SearchDir]) -> Iterable[int]:
+        for name in nodes[i].binary.elf.needed:
+            cand = r.search(nodes[i], name, dirs)[1]
+            if cand is not None:
+                yield index[id(cand)]
+
+    _propagate(chain, loads, [n.binary.member for n in nodes], lambda i: _node_key(nodes[i]))
+    out: list[list[ElfAnalysis]] = [[] for _ in scans]
+    for i, n in enumerate(nodes):
+        dirs = chain.search_path(i)
+        out[n.wheel_index].append(
+            ElfAnalysis(n.binary, elf_kind(n.binary), tuple(dirs), _elf_needs(r, n, dirs))
+        )
+    return out
 
 
 # --- Mach-O (dyld) ---------------------------------------------------------------------------------------
@@ -299,18 +361,6 @@ BUILD_MACHINE_PREFIXES = (
     "/sw/",
 )
 _PYTHON_FRAMEWORK = re.compile(r"(^|/)Python(3)?\.framework/|(^|/)libpython\d[\d.]*(m|d|t)*\.dylib$")
-
-
-def classify_macho_kind(binary: MachOMember) -> str:
-    filetype = binary.macho.slices[0].filetype if binary.macho.slices else ""
-    if filetype == "object":
-        return "object"
-    if filetype == "execute":
-        return "executable"
-    name = posixpath.basename(binary.location.path)
-    if filetype == "bundle" or (_EXTENSION.fullmatch(name) and not name.startswith("lib")):
-        return "extension"
-    return "library"
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,7 +384,7 @@ def _in_prefix(path: str) -> bool:
     return path == VIRTUAL_PREFIX or path.startswith(VIRTUAL_PREFIX + "/")
 
 
-def _expand_rpath(kind: str, entry: str, node: _MNode) -> SearchDir:
+def _expand_rpath(kind: SearchKind, entry: str, node: _MNode) -> SearchDir:
     if entry.startswith("@loader_path") or (node.is_executable and entry.startswith("@executable_path")):
         rest = entry.partition("/")[2]
         path = posixpath.normpath(posixpath.join(node.origin, rest))
@@ -409,7 +459,7 @@ class _MachOResolver:
                     continue
                 cand = self._at(node, posixpath.join(d.path, rest))
                 if cand is not None:
-                    return self._found(node, cand, f"{d.kind} {d.entry}", True), cand
+                    return self._found(node, cand, f"{d.label} {d.entry}", True), cand
             if _PYTHON_FRAMEWORK.search(name):
                 return Resolution(Outcome.PYTHON, "the interpreter's Python framework / libpython"), None
             store = _store_dirs(dirs)
@@ -458,35 +508,25 @@ def _analyze_macho(scans: Sequence[WheelScan], pyver: str) -> list[list[MachOAna
     r = _MachOResolver(scans, pyver)
     nodes = r.nodes
     index = {id(n): i for i, n in enumerate(nodes)}
-    own = [[_expand_rpath("LC_RPATH", e, n) for e in n.sl.rpaths] for n in nodes]
-    inherited: list[list[SearchDir]] = [[] for _ in nodes]
-    # Fixed point: dyld expands @rpath with the LC_RPATHs of the image, then of every image up the load chain.
-    for _ in range(len(nodes) + 1):
-        loaded_by: list[list[int]] = [[] for _ in nodes]
-        for i, n in enumerate(nodes):
-            for dylib in n.sl.dylibs:
-                _res, cand = r.search(n, dylib.name, own[i] + inherited[i])
-                if cand is not None and cand is not n:
-                    loaded_by[index[id(cand)]].append(i)
-        changed = False
-        for j in range(len(nodes)):
-            new: list[SearchDir] = []
-            seen = {d.path for d in own[j]}
-            for i in sorted(loaded_by[j], key=lambda i: (nodes[i].wheel, nodes[i].binary.member)):
-                for d in own[i] + inherited[i]:
-                    if d.path is not None and d.path not in seen:
-                        seen.add(d.path)
-                        kind = d.kind if " of " in d.kind else f"LC_RPATH of {nodes[i].binary.member}"
-                        new.append(SearchDir(kind, d.entry, d.path, None))
-            if [d.path for d in new] != [d.path for d in inherited[j]]:
-                inherited[j] = new
-                changed = True
-        if not changed:
-            break
+    chain = _Chain(
+        own=[[_expand_rpath(SearchKind.LC_RPATH, e, n) for e in n.sl.rpaths] for n in nodes],
+        fixed=[None for _ in nodes],
+        inherited=[[] for _ in nodes],
+    )
+
+    def loads(i: int, dirs: list[SearchDir]) -> Iterable[int]:
+        for dylib in nodes[i].sl.dylibs:
+            cand = r.search(nodes[i], dylib.name, dirs)[1]
+            if cand is not None:
+                yield index[id(cand)]
+
+    _propagate(
+        chain, loads, [n.binary.member for n in nodes], lambda i: (nodes[i].wheel, nodes[i].binary.member)
+    )
     views: dict[tuple[int, str], list[ArchView]] = {}
     members: dict[tuple[int, str], MachOMember] = {}
     for i, n in enumerate(nodes):
-        dirs = own[i] + inherited[i]
+        dirs = chain.search_path(i)
         needs = tuple(
             Need(d.name, Source.NEEDED, r.search(n, d.name, dirs)[0], d.kind != "LC_LOAD_WEAK_DYLIB")
             for d in n.sl.dylibs
@@ -495,7 +535,7 @@ def _analyze_macho(scans: Sequence[WheelScan], pyver: str) -> list[list[MachOAna
         members[key] = n.binary
         views.setdefault(key, []).append(ArchView(n.sl.arch, n.sl.filetype, n.sl.minos, tuple(dirs), needs))
     out: list[list[MachOAnalysis]] = [[] for _ in scans]
-    for (wi, _member), archs in views.items():
-        m = members[(wi, _member)]
-        out[wi].append(MachOAnalysis(m, classify_macho_kind(m), tuple(archs)))
+    for (wi, member), archs in views.items():
+        m = members[(wi, member)]
+        out[wi].append(MachOAnalysis(m, macho_kind(m), tuple(archs)))
     return out

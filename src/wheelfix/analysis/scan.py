@@ -1,4 +1,4 @@
-"""Stream every member of a wheel once: verify it against RECORD, detect binaries by magic, parse them.
+"""Stream every member of an open wheel once: verify it against RECORD, detect binaries by magic, parse them.
 
 Members are inflated straight from the zip into memory (never to disk). Non-binary members are hashed in
 chunks and dropped; a binary is inflated into one buffer so its reader can follow offsets, under a byte
@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from wheelfix.binfmt import MAGIC_PREFIX_LEN, BinaryFormatError, detect_format
+from wheelfix.binfmt import MAGIC_PREFIX_LEN, BinaryFormat, BinaryFormatError, detect_format
 from wheelfix.binfmt.elf.reader import ElfInfo, parse_elf
 from wheelfix.binfmt.macho.reader import MachOInfo, parse_macho
 from wheelfix.errors import BadInput, Problem
@@ -30,14 +30,25 @@ from wheelfix.wheel.archive import (
     InstallLocation,
     Limits,
     WheelArchive,
+    WheelIdentity,
     WheelMeta,
 )
 
-__all__ = ["BinaryMember", "MachOMember", "UnsupportedBinary", "WheelScan", "default_jobs", "scan_wheel"]
+__all__ = [
+    "ElfMember",
+    "MachOMember",
+    "UnsupportedBinary",
+    "WheelScan",
+    "default_jobs",
+    "scan_archive",
+    "scan_wheel",
+]
 
 
 @dataclass(frozen=True, slots=True)
-class BinaryMember:
+class ElfMember:
+    """An ELF member, parsed."""
+
     member: str
     location: InstallLocation
     size: int
@@ -54,14 +65,16 @@ class MachOMember:
     macho: MachOInfo
 
     @property
-    def format(self) -> str:
-        return "macho" if self.macho.fat is None else "macho-fat"
+    def format(self) -> BinaryFormat:
+        return BinaryFormat.MACHO if self.macho.fat is None else BinaryFormat.MACHO_FAT
 
 
 @dataclass(frozen=True, slots=True)
 class UnsupportedBinary:
+    """A binary of a format wheelfix detects but does not analyse (PE)."""
+
     member: str
-    format: str  # "pe" ("macho" and "macho-fat" are parsed since Mach-O support)
+    format: BinaryFormat
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +84,10 @@ class WheelScan:
     file_size: int
     member_count: int
     uncompressed_size: int
-    binaries: tuple[BinaryMember, ...]  # sorted by member name
+    elf: tuple[ElfMember, ...]  # sorted by member name
+    macho: tuple[MachOMember, ...]  # sorted by member name
     unsupported: tuple[UnsupportedBinary, ...]
-    macho: tuple[MachOMember, ...] = ()  # sorted by member name; ELF binaries are in ``binaries``
+    identity: WheelIdentity  # of the file scanned: a later open must find the same
 
 
 def default_jobs() -> int:
@@ -130,11 +144,11 @@ def _member_buffer(size: int) -> Iterator[mmap.mmap]:
 
 def _scan_member(
     archive: WheelArchive, info: zipfile.ZipInfo, budget: _ByteBudget
-) -> tuple[list[Problem], BinaryMember | MachOMember | UnsupportedBinary | None]:
+) -> tuple[list[Problem], ElfMember | MachOMember | UnsupportedBinary | None]:
     file, name = archive.display, info.filename
     entry = archive.record.get(name)
     hasher = hashlib.new(entry.algorithm) if entry is not None and entry.algorithm else None
-    result: BinaryMember | MachOMember | UnsupportedBinary | None = None
+    result: ElfMember | MachOMember | UnsupportedBinary | None = None
     problems: list[Problem] = []
     try:
         chunks = archive.iter_member(info, check_crc=hasher is None)
@@ -149,7 +163,7 @@ def _scan_member(
                 break
         head = parts[0] if len(parts) == 1 else b"".join(parts)
         fmt = detect_format(head[:MAGIC_PREFIX_LEN])
-        if fmt in ("elf", "macho", "macho-fat"):
+        if fmt in (BinaryFormat.ELF, BinaryFormat.MACHO, BinaryFormat.MACHO_FAT):
             with budget.hold(info.file_size), _member_buffer(info.file_size) as buf:
                 pos = 0
                 for chunk in itertools.chain((head,), chunks):
@@ -157,13 +171,13 @@ def _scan_member(
                     pos += len(chunk)
                     if hasher is not None:
                         hasher.update(chunk)
-                if fmt == "elf":
+                if fmt is BinaryFormat.ELF:
                     try:
                         elf = parse_elf(buf)
                     except BinaryFormatError as e:
                         problems.append(Problem(file, name, f"malformed ELF: {e}"))
                     else:
-                        result = BinaryMember(name, archive.install_location(name), info.file_size, elf)
+                        result = ElfMember(name, archive.install_location(name), info.file_size, elf)
                 else:
                     try:
                         macho = parse_macho(buf)
@@ -185,40 +199,41 @@ def _scan_member(
 
 
 def scan_wheel(path: Path, *, limits: Limits = DEFAULT_LIMITS, jobs: int | None = None) -> WheelScan:
-    """Validate and scan one wheel. Raises BadInput listing every problem found."""
+    """Open, validate and scan one wheel (for a single look; the pipeline scans an archive it keeps open)."""
     with WheelArchive.open(path, limits) as archive:
-        members = sorted(archive.members, key=lambda i: (-i.file_size, i.filename))
-        largest = members[0].file_size if members else 0
-        # Room for the largest member plus a margin, so one huge binary does not stall the other workers
-        # (peak RSS target: largest member + 200 MB).
-        budget = _ByteBudget(largest + _BUDGET_MARGIN)
-        problems: list[Problem] = []
-        binaries: list[BinaryMember] = []
-        unsupported: list[UnsupportedBinary] = []
-        machos: list[MachOMember] = []
-        workers = jobs or default_jobs()
-        if workers == 1 or len(members) < 2:
-            results = [_scan_member(archive, i, budget) for i in members]
-        else:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wheelfix-scan") as pool:
-                results = list(pool.map(lambda i: _scan_member(archive, i, budget), members))
-        for member_problems, found in results:
-            problems.extend(member_problems)
-            if isinstance(found, BinaryMember):
-                binaries.append(found)
-            elif isinstance(found, MachOMember):
-                machos.append(found)
-            elif isinstance(found, UnsupportedBinary):
-                unsupported.append(found)
-        if problems:
-            raise BadInput(sorted(problems, key=lambda p: (p.member or "", p.message)))
-        return WheelScan(
-            path=str(path),
-            meta=archive.meta,
-            file_size=path.stat().st_size,
-            member_count=len(archive.members),
-            uncompressed_size=sum(i.file_size for i in archive.members),
-            binaries=tuple(sorted(binaries, key=lambda b: b.member)),
-            unsupported=tuple(sorted(unsupported, key=lambda u: u.member)),
-            macho=tuple(sorted(machos, key=lambda m: m.member)),
-        )
+        return scan_archive(archive, jobs=jobs)
+
+
+def scan_archive(archive: WheelArchive, *, jobs: int | None = None) -> WheelScan:
+    """Scan every member of an open wheel. Raises BadInput listing every problem found."""
+    members = sorted(archive.members, key=lambda i: (-i.file_size, i.filename))
+    largest = members[0].file_size if members else 0
+    # Room for the largest member plus a margin, so one huge binary does not stall the other workers
+    # (peak RSS target: largest member + 200 MB).
+    budget = _ByteBudget(largest + _BUDGET_MARGIN)
+    workers = jobs or default_jobs()
+    if workers == 1 or len(members) < 2:
+        results = [_scan_member(archive, i, budget) for i in members]
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wheelfix-scan") as pool:
+            results = list(pool.map(lambda i: _scan_member(archive, i, budget), members))
+    problems: list[Problem] = []
+    found: list[ElfMember | MachOMember | UnsupportedBinary] = []
+    for member_problems, binary in results:
+        problems.extend(member_problems)
+        if binary is not None:
+            found.append(binary)
+    if problems:
+        raise BadInput(sorted(problems, key=lambda p: (p.member or "", p.message)))
+    found.sort(key=lambda b: b.member)
+    return WheelScan(
+        path=str(archive.path),
+        meta=archive.meta,
+        file_size=archive.identity.size,
+        member_count=len(archive.members),
+        uncompressed_size=sum(i.file_size for i in archive.members),
+        elf=tuple(b for b in found if isinstance(b, ElfMember)),
+        macho=tuple(b for b in found if isinstance(b, MachOMember)),
+        unsupported=tuple(b for b in found if isinstance(b, UnsupportedBinary)),
+        identity=archive.identity,
+    )

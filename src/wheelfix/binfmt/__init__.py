@@ -4,35 +4,47 @@ from __future__ import annotations
 
 import struct
 
-__all__ = ["MAGIC_PREFIX_LEN", "BinaryFormatError", "detect_format"]
+from wheelfix._enum import StrEnum
+from wheelfix.errors import EXIT_BAD_INPUT, Error
+
+__all__ = ["MAGIC_PREFIX_LEN", "BinaryFormat", "BinaryFormatError", "detect_format"]
 
 MAGIC_PREFIX_LEN = 4096  # enough for the PE signature of any real DOS stub
 
 
-class BinaryFormatError(ValueError):
+class BinaryFormatError(Error, ValueError):
     """A binary is truncated or malformed. The message says what and where (offset)."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class BinaryFormat(StrEnum):
+    ELF = "elf"
+    MACHO = "macho"  # a thin Mach-O file
+    MACHO_FAT = "macho-fat"  # a fat (universal) Mach-O file: several architecture slices
+    PE = "pe"  # Windows; detected, not analysed
 
 
 _MACHO_THIN = {b"\xfe\xed\xfa\xce", b"\xce\xfa\xed\xfe", b"\xfe\xed\xfa\xcf", b"\xcf\xfa\xed\xfe"}
 _FAT = {b"\xca\xfe\xba\xbe", b"\xca\xfe\xba\xbf"}
 
 
-def detect_format(head: bytes) -> str | None:
-    """Classify a file by its first bytes: "elf", "macho", "macho-fat", "pe", or None for anything else.
+def detect_format(head: bytes) -> BinaryFormat | None:
+    """Classify a file by its first bytes: ELF, thin or fat Mach-O, PE, or None for anything else.
 
     ``0xCAFEBABE`` is also the magic of Java class files; a fat Mach-O has a small architecture count
     where a class file has its version numbers (>= 45), which tells them apart.
     """
     magic = head[:4]
     if magic == b"\x7fELF":
-        return "elf"
+        return BinaryFormat.ELF
     if magic in _MACHO_THIN:
-        return "macho"
+        return BinaryFormat.MACHO
     if magic in _FAT and len(head) >= 8:
         (nfat,) = struct.unpack_from(">I", head, 4)
-        return "macho-fat" if 0 < nfat < 45 else None
+        return BinaryFormat.MACHO_FAT if 0 < nfat < 45 else None
     if head[:2] == b"MZ" and len(head) >= 64:
         (lfanew,) = struct.unpack_from("<I", head, 0x3C)
         if lfanew + 4 <= len(head) and head[lfanew : lfanew + 4] == b"PE\x00\x00":
-            return "pe"
+            return BinaryFormat.PE
     return None

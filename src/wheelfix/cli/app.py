@@ -11,30 +11,23 @@ from pathlib import Path
 
 import click
 
-from wheelfix import __version__
-from wheelfix.analysis.check import UnknownTarget, parse_target, run_check
+from wheelfix import __version__, api
+from wheelfix.analysis.check import UnknownTarget, parse_target
 from wheelfix.analysis.model import Analysis
-from wheelfix.analysis.resolve import analyze
-from wheelfix.analysis.scan import WheelScan, default_jobs, scan_wheel
 from wheelfix.errors import (
     EXIT_BAD_INPUT,
     EXIT_FINDINGS,
     EXIT_INTERNAL,
     EXIT_OK,
     BadInput,
+    Error,
     OutputError,
-    Problem,
-    WheelfixError,
 )
 from wheelfix.render.github import render_github
 from wheelfix.render.jsondoc import check_document, dumps, inspect_document
 from wheelfix.render.text import render_check, render_inspect, render_missing, render_plan
-from wheelfix.repair.libindex import LibIndex, dirs_from_env
-from wheelfix.repair.patch import patch_wheel
-from wheelfix.repair.plan import plan_repair
 from wheelfix.wheel.archive import DEFAULT_LIMITS, Limits
-from wheelfix.wheel.atomic import atomic_fd, copy_atomically
-from wheelfix.wheel.writer import write_wheel
+from wheelfix.wheel.atomic import atomic_fd
 
 __all__ = ["cli", "main"]
 
@@ -80,18 +73,12 @@ def _scan_options(f: click.decorators.FC) -> click.decorators.FC:
     return f
 
 
+def _limits(max_size: int, max_ratio: float) -> Limits:
+    return Limits(max_total=max_size, max_ratio=max_ratio)
+
+
 def _analyze(wheels: Sequence[Path], jobs: int | None, max_size: int, max_ratio: float) -> Analysis:
-    limits = Limits(max_total=max_size, max_ratio=max_ratio)
-    scans: list[WheelScan] = []
-    problems: list[Problem] = []
-    for path in wheels:
-        try:
-            scans.append(scan_wheel(path, limits=limits, jobs=jobs or default_jobs()))
-        except BadInput as e:
-            problems.extend(e.problems)
-    if problems:
-        raise BadInput(problems)
-    return analyze(scans)
+    return api.inspect(wheels, limits=_limits(max_size, max_ratio), jobs=jobs)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -99,7 +86,7 @@ def _analyze(wheels: Sequence[Path], jobs: int | None, max_size: int, max_ratio:
 def cli() -> None:
     """Inspect, check and repair binary wheels for Nix.
 
-    Exit codes: 0 ok, 1 findings, 2 bad input or usage, 3 internal error.
+    Exit codes: 0 ok, 1 findings, 2 bad input or usage, 3 internal error, 4 output could not be written.
     """
 
 
@@ -149,7 +136,7 @@ def check(
         parse_target(target)  # before the (possibly long) scan
     except UnknownTarget as e:
         raise click.BadParameter(str(e), param_hint="--target") from None
-    result = run_check(_analyze(wheels, jobs, max_size, max_ratio), target, allow)
+    result = api.check(_analyze(wheels, jobs, max_size, max_ratio), target, allow=allow)
     if fmt == "json":
         click.echo(dumps(check_document(result)), nl=False)
     elif fmt == "github":
@@ -224,36 +211,27 @@ def repair(
             raise click.BadParameter(
                 f"{outdir} holds the input {w.name}: it would be overwritten", param_hint="-o"
             )
-    analysis = _analyze(wheels, jobs, max_size, max_ratio)
-    dirs = [*lib_paths, *(dirs_from_env(os.environ) if from_env else [])]
-    plans = plan_repair(
-        analysis, LibIndex.from_dirs(dirs), allow=allow, rpath_kind=rpath_kind, interpreter=interpreter
-    )
-    if any(p.missing or p.no_room for p in plans):
-        click.echo(render_missing(plans), nl=False, err=True)
-        sys.exit(EXIT_FINDINGS)
-    click.echo(render_plan(plans, dry_run=dry_run), nl=False)
-    if dry_run:
-        return
-    workers = jobs or default_jobs()
-    patched = [
-        patch_wheel(p, jobs=workers, level=compression_level) for p in plans
-    ]  # everything is patched and checked first
     try:
-        outdir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"{outdir}: cannot create the output directory: {e.strerror}") from None
-    for plan, replacements in zip(plans, patched, strict=True):
-        source = Path(plan.wheel.scan.path)
-        dest = outdir / source.name
-        try:
-            if replacements:
-                write_wheel(source, dest, replacements, level=compression_level, jobs=workers)
-            else:
-                copy_atomically(source, dest)
-        except OSError as e:
-            raise OutputError(f"{dest}: cannot write: {e.strerror or e}") from None
-        click.echo(f"wrote {dest}")
+        results = api.repair(
+            wheels,
+            outdir,
+            lib_paths=lib_paths,
+            from_env=from_env,
+            allow=allow,
+            rpath_kind=rpath_kind,
+            interpreter=interpreter,
+            dry_run=dry_run,
+            compression_level=compression_level,
+            limits=_limits(max_size, max_ratio),
+            jobs=jobs,
+            on_plan=lambda plans: click.echo(render_plan(plans, dry_run=dry_run), nl=False),
+        )
+    except api.RepairIncomplete as e:
+        click.echo(render_missing(e.plans), nl=False, err=True)
+        sys.exit(EXIT_FINDINGS)
+    for r in results:
+        if r.output is not None:
+            click.echo(f"wrote {r.output}")
 
 
 # --- soname -> nixpkgs knowledge base: `wheelfix db build`, `wheelfix lookup` (wheelfix/nixkb/) ------------
@@ -338,30 +316,11 @@ def lookup(
 
     Exit 1 if some SONAME is unknown.
     """
-    import dataclasses
-
-    from wheelfix.nixkb.kb import Candidate, KnowledgeBase
+    from wheelfix.nixkb.kb import KnowledgeBase
     from wheelfix.nixkb.report import lookup_document, render_lookup
 
     kb = KnowledgeBase.load(data, preferences)
-    answers = kb.lookup_all(sonames)
-    if nixpkgs is not None:
-        from wheelfix.nixkb.storepaths import resolve_store_paths
-
-        def bare(c: Candidate) -> Candidate:
-            return Candidate(c.attr, c.output, None)
-
-        paths = resolve_store_paths(nixpkgs, [bare(a.chosen) for a in answers if a.chosen])
-        answers = tuple(
-            dataclasses.replace(
-                a,
-                chosen=dataclasses.replace(a.chosen, store_path=paths[bare(a.chosen)]),
-                provenance=a.provenance + f"; evaluated store path: {nixpkgs}",
-            )
-            if a.chosen
-            else a
-            for a in answers
-        )
+    answers = api.lookup(sonames, kb=kb, nixpkgs=nixpkgs)
     if as_json:
         click.echo(dumps(lookup_document(answers, kb.table.meta)), nl=False)
     else:
@@ -404,21 +363,21 @@ def nix_fragment(
 
     Exit 1 if some library has no known nixpkgs package (the fragment lists it in a comment).
     """
-    from wheelfix.nixkb.kb import KnowledgeBase
-    from wheelfix.render.nix import FLAVORS, plan_nix, render_nix
-
-    (chosen,) = (f for f in FLAVORS if f == flavor)
-    plan = plan_nix(_analyze(wheels, jobs, max_size, max_ratio), KnowledgeBase.load(data, preferences))
-    text = render_nix(plan, chosen)
+    fragment = api.nix_fragment(
+        _analyze(wheels, jobs, max_size, max_ratio), flavor, data=data, preferences=preferences
+    )
     if output is None:
-        click.echo(text, nl=False)
+        click.echo(fragment.text, nl=False)
     else:
-        with atomic_fd(output) as fd, os.fdopen(os.dup(fd), "w", encoding="utf-8") as f:
-            f.write(text)
+        try:
+            with atomic_fd(output) as fd, os.fdopen(os.dup(fd), "w", encoding="utf-8") as f:
+                f.write(fragment.text)
+        except OSError as e:
+            raise OutputError(f"{output}: cannot write: {e.strerror or e}") from None
         click.echo(f"wrote {output}", err=True)
-    if plan.unknown:
-        click.echo(f"wheelfix: no known nixpkgs package provides: {', '.join(plan.unknown)}", err=True)
-    sys.exit(EXIT_OK if not plan.unknown else EXIT_FINDINGS)
+    if fragment.unknown:
+        click.echo(f"wheelfix: no known nixpkgs package provides: {', '.join(fragment.unknown)}", err=True)
+    sys.exit(EXIT_OK if not fragment.unknown else EXIT_FINDINGS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -441,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for p in e.problems:
             click.echo(f"wheelfix: error: {p}", err=True)
         return e.exit_code
-    except WheelfixError as e:
+    except Error as e:
         click.echo(f"wheelfix: error: {e}", err=True)
         return e.exit_code
     except SystemExit as e:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from wheelfix.errors import EXIT_BAD_INPUT, BadInput, Problem, WheelfixError
+from wheelfix.errors import EXIT_BAD_INPUT, BadInput, Error, Problem
 
 __all__ = [
     "FORMAT_VERSION",
@@ -55,7 +55,7 @@ class _Readable(Protocol):
     def read(self, size: int = ..., /) -> bytes: ...
 
 
-class MissingDependency(WheelfixError):
+class MissingDependency(Error):
     """An optional dependency a command needs is not installed."""
 
     exit_code = EXIT_BAD_INPUT

@@ -16,13 +16,13 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from wheelfix.errors import EXIT_BAD_INPUT, WheelfixError
+from wheelfix.errors import EXIT_BAD_INPUT, Error
 from wheelfix.nixkb.kb import Candidate
 
 __all__ = ["StorePathError", "nix_expression", "resolve_store_paths"]
 
 
-class StorePathError(WheelfixError):
+class StorePathError(Error):
     """``nix-instantiate`` is missing or failed."""
 
     exit_code = EXIT_BAD_INPUT

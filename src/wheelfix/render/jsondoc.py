@@ -4,7 +4,6 @@ shipped in ``wheelfix/schema/``."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from importlib import resources
 from typing import Any
 
@@ -13,10 +12,11 @@ from wheelfix.analysis.check import CheckResult
 from wheelfix.analysis.model import (
     Analysis,
     ArchView,
-    BinaryAnalysis,
+    ElfAnalysis,
     MachOAnalysis,
     Need,
     Resolution,
+    SearchDir,
     WheelAnalysis,
 )
 
@@ -55,7 +55,11 @@ def _resolution(r: Resolution) -> dict[str, Any]:
     }
 
 
-def _binary(b: BinaryAnalysis) -> dict[str, Any]:
+def _search_dir(d: SearchDir) -> dict[str, Any]:
+    return {"kind": d.label, "entry": d.entry, "path": d.path, "note": d.note}
+
+
+def _binary(b: ElfAnalysis) -> dict[str, Any]:
     elf = b.binary.elf
     return {
         "member": b.binary.member,
@@ -87,7 +91,7 @@ def _binary(b: BinaryAnalysis) -> dict[str, Any]:
             ],
             "dlopen_candidates": list(elf.dlopen_candidates),
         },
-        "search_path": [asdict(d) for d in b.search_path],
+        "search_path": [_search_dir(d) for d in b.search_path],
         "needs": [
             {
                 "soname": n.soname,
@@ -134,7 +138,7 @@ def _macho_binary(m: MachOAnalysis) -> dict[str, Any]:
                 "rpaths": list(sl.rpaths),
                 "code_signature": sl.code_signature is not None,
                 "header_padding": sl.header_padding,
-                "search_path": [asdict(d) for d in v.search_path],
+                "search_path": [_search_dir(d) for d in v.search_path],
                 "needs": [_need(n) for n in v.needs],
             }
         )
@@ -167,7 +171,7 @@ def _wheel(w: WheelAnalysis) -> dict[str, Any]:
         "file_size": w.scan.file_size,
         "member_count": w.scan.member_count,
         "uncompressed_size": w.scan.uncompressed_size,
-        "binaries": [_binary(b) for b in w.binaries],
+        "binaries": [_binary(b) for b in w.elf],
         "unsupported_binaries": [{"member": u.member, "format": u.format} for u in w.scan.unsupported],
         "libraries": [
             {
@@ -179,7 +183,7 @@ def _wheel(w: WheelAnalysis) -> dict[str, Any]:
             }
             for lib in libraries
         ],
-        "summary": {"binaries": len(w.binaries), "libraries": len(libraries), "outcomes": outcomes},
+        "summary": {"binaries": len(w.elf), "libraries": len(libraries), "outcomes": outcomes},
     }
     if w.macho:  # only present for wheels with Mach-O members, so ELF documents are unchanged
         doc["macho_binaries"] = [_macho_binary(m) for m in w.macho]

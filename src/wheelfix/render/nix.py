@@ -325,9 +325,9 @@ def plan_nix(analysis: Analysis, kb: KnowledgeBase) -> NixPlan:
         acc.macos = acc.macos or macos
         if not macos:  # poetry2nix patches manylinux wheels itself; a macOS wheel says nothing about that
             acc.manylinux = acc.manylinux and any(t.startswith("manylinux") for t in meta.platform_tags)
-        acc.elf = acc.elf or bool(wheel.binaries)
-        acc.has_binaries = acc.has_binaries or bool(wheel.binaries) or bool(wheel.macho)
-        for lib in WheelAnalysis(wheel.scan, wheel.binaries).libraries():
+        acc.elf = acc.elf or bool(wheel.elf)
+        acc.has_binaries = acc.has_binaries or bool(wheel.elf) or bool(wheel.macho)
+        for lib in WheelAnalysis(wheel.scan, wheel.elf).libraries():
             _add_library(acc, lib, kb)
         for lib in WheelAnalysis(wheel.scan, (), wheel.macho).libraries():
             _add_darwin_library(acc, lib, kb)

@@ -47,7 +47,7 @@ def _wheel(w: WheelAnalysis, verbose: bool) -> list[str]:
     lines = [
         f"{meta.filename}",
         f"  {meta.name} {meta.version}; tags {', '.join(meta.platform_tags)}; "
-        f"{w.scan.member_count} members, {len(w.binaries)} ELF binaries{macho}, {len(libs)} libraries needed",
+        f"{w.scan.member_count} members, {len(w.elf)} ELF binaries{macho}, {len(libs)} libraries needed",
     ]
     for lib in libs:
         hint = "" if lib.required else " (dlopen hint)"
@@ -56,7 +56,7 @@ def _wheel(w: WheelAnalysis, verbose: bool) -> list[str]:
     for u in w.scan.unsupported:
         lines.append(f"  {'unsupported':<11} {u.member}: {u.format} binary, not analysed")
     if verbose:
-        for b in w.binaries:
+        for b in w.elf:
             elf = b.binary.elf
             lines.append(f"  [{b.kind}] {b.binary.member} ({elf.machine}, {elf.type})")
             if elf.interpreter:
@@ -111,10 +111,10 @@ def render_plan(plans: Sequence[WheelPlan], *, dry_run: bool) -> str:
     lines = []
     for plan in plans:
         verb = "would patch" if dry_run else "patching"
-        total = len(plan.wheel.binaries) + len(plan.wheel.macho)
-        counts = f"{len(plan.edits) + len(plan.macho_edits)} of {total} binaries"
+        total = len(plan.wheel.elf) + len(plan.wheel.macho)
+        counts = f"{len(plan.elf_edits) + len(plan.macho_edits)} of {total} binaries"
         lines.append(f"{plan.wheel.scan.meta.filename}: {verb} {counts}")
-        for e in plan.edits:
+        for e in plan.elf_edits:
             if e.changes_path:
                 old = f"{e.old_kind} {e.old_value}" if e.old_kind else "no search path"
                 why = ", ".join(sorted({s for s, _ in e.added}))

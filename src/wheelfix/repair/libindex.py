@@ -105,7 +105,7 @@ class LibIndex:
                     macho.setdefault(name, []).append((path, directory, archs))
         return cls(entries, tuple(absolute), macho)
 
-    def find(self, soname: str, elf: ElfInfo) -> FoundLib | None:
+    def find_elf(self, soname: str, elf: ElfInfo) -> FoundLib | None:
         """The first file named ``soname`` in the directories (in the order given) that ``elf`` can load."""
         for e in self._entries.get(soname, []):
             if (e.elf_class, e.endian, e.machine) == (elf.elf_class, elf.endian, elf.machine):

@@ -27,7 +27,6 @@ import os
 import tempfile
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from wheelfix.binfmt import BinaryFormatError
 from wheelfix.binfmt.elf.editor import ElfEditError, ElfPatch, plan_patch
@@ -35,7 +34,7 @@ from wheelfix.binfmt.elf.reader import ElfInfo, parse_elf
 from wheelfix.binfmt.macho.codesign import code_hash_mismatch
 from wheelfix.binfmt.macho.editor import MachOEditError, edit_macho
 from wheelfix.binfmt.macho.reader import parse_macho
-from wheelfix.errors import BadInput, Problem, WheelfixError
+from wheelfix.errors import BadInput, Findings, Problem
 from wheelfix.repair.plan import ElfEdit, MachOEdit, WheelPlan
 from wheelfix.wheel.archive import CorruptMember, WheelArchive
 from wheelfix.wheel.splice import (
@@ -52,8 +51,8 @@ __all__ = [
     "SPLICE_MIN",
     "PatchError",
     "Replacement",
+    "patch_elf",
     "patch_macho",
-    "patch_member",
     "patch_wheel",
     "verify_edit",
     "verify_macho_edit",
@@ -65,8 +64,8 @@ SPLICE_MIN = 256 << 10
 Replacement = bytes | Spliced
 
 
-class PatchError(WheelfixError):
-    exit_code = 1
+class PatchError(Findings):
+    """A planned edit cannot be made, or the result is not what was planned: nothing is written."""
 
 
 def verify_edit(edit: ElfEdit, old: ElfInfo, after: bytes | mmap.mmap) -> None:
@@ -107,18 +106,11 @@ def _plan(wheel: str, edit: ElfEdit, data: bytes | mmap.mmap) -> ElfPatch:
         raise BadInput([Problem(wheel, edit.member, f"malformed ELF: {e}")]) from None
 
 
-def patch_member(
-    archive: WheelArchive,
-    info: zipfile.ZipInfo,
-    edit: ElfEdit,
-    *,
-    level: int = 6,
-    pool: ThreadPoolExecutor | None = None,
-    splice_min: int = SPLICE_MIN,
-) -> Replacement:
-    """The checked, patched content of one member."""
+def patch_elf(archive: WheelArchive, info: zipfile.ZipInfo, edit: ElfEdit, *, level: int = 6) -> Replacement:
+    """The checked, patched content of one ELF member: its new bytes (small members), or a spliced deflate
+    stream that reuses the member's compressed bytes around the edit."""
     member = edit.member
-    if info.file_size < splice_min or info.compress_type != zipfile.ZIP_DEFLATED or not zlib_available():
+    if info.file_size < SPLICE_MIN or info.compress_type != zipfile.ZIP_DEFLATED or not zlib_available():
         try:
             before = b"".join(archive.iter_member(info, check_crc=True))
         except CorruptMember as e:
@@ -171,7 +163,6 @@ def patch_member(
                 new_size=patch.size,
                 read_new=read_new,
                 level=level,
-                pool=pool,
             )
         except SpliceError as e:  # pragma: no cover - a bug, caught before anything is written
             raise PatchError(f"{member}: internal error: {e}") from None
@@ -231,21 +222,24 @@ def patch_macho(archive: WheelArchive, info: zipfile.ZipInfo, edit: MachOEdit) -
     return after
 
 
-def patch_wheel(plan: WheelPlan, *, jobs: int = 2, level: int = 6) -> dict[str, Replacement]:
-    """The patched, checked content of every member the plan edits (empty when it edits none). Members
-    are patched ``jobs`` at a time, largest first."""
-    if not plan.edits and not plan.macho_edits:
+def patch_wheel(
+    archive: WheelArchive, plan: WheelPlan, *, jobs: int = 2, level: int = 6
+) -> dict[str, Replacement]:
+    """The patched, checked content of every member the plan edits (empty when it edits none), read from the
+    open ``archive`` the plan was made from. Members are patched ``jobs`` at a time, largest first."""
+    if not plan.changes:
         return {}
-    with WheelArchive.open(Path(plan.wheel.scan.path)) as archive:
-        infos = {i.filename: i for i in archive.members}
-        edits: list[ElfEdit | MachOEdit] = [*plan.edits, *plan.macho_edits]
-        edits.sort(key=lambda e: (-infos[e.member].file_size, e.member))
+    if archive.identity != plan.wheel.scan.identity:
+        raise BadInput([Problem(archive.display, None, "is not the wheel this plan was made for")])
+    infos = {i.filename: i for i in archive.members}
+    edits: list[ElfEdit | MachOEdit] = [*plan.elf_edits, *plan.macho_edits]
+    edits.sort(key=lambda e: (-infos[e.member].file_size, e.member))
 
-        def one(edit: ElfEdit | MachOEdit) -> Replacement:
-            if isinstance(edit, MachOEdit):
-                return patch_macho(archive, infos[edit.member], edit)
-            return patch_member(archive, infos[edit.member], edit, level=level)
+    def one(edit: ElfEdit | MachOEdit) -> Replacement:
+        if isinstance(edit, MachOEdit):
+            return patch_macho(archive, infos[edit.member], edit)
+        return patch_elf(archive, infos[edit.member], edit, level=level)
 
-        with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="wheelfix-patch") as pool:
-            done = dict(zip([e.member for e in edits], pool.map(one, edits), strict=True))
-    return {m: done[m] for m in [*(e.member for e in plan.edits), *(e.member for e in plan.macho_edits)]}
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="wheelfix-patch") as pool:
+        done = dict(zip([e.member for e in edits], pool.map(one, edits), strict=True))
+    return {m: done[m] for m in [*(e.member for e in plan.elf_edits), *(e.member for e in plan.macho_edits)]}

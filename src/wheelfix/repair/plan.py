@@ -35,15 +35,32 @@ import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from wheelfix.analysis.model import Analysis, ArchView, BinaryAnalysis, MachOAnalysis, Outcome, WheelAnalysis
+from wheelfix._enum import StrEnum
+from wheelfix.analysis.model import Analysis, ArchView, ElfAnalysis, MachOAnalysis, Outcome, WheelAnalysis
 from wheelfix.analysis.resolve import BUILD_MACHINE_PREFIXES
 from wheelfix.binfmt.macho.editor import MachOEdits, slice_room, wants_signature
 from wheelfix.binfmt.macho.reader import MachOSlice
 from wheelfix.repair.libindex import LibIndex
 
-__all__ = ["ElfEdit", "MachOEdit", "Missing", "NoRoom", "SliceEdit", "WheelPlan", "plan_repair"]
+__all__ = [
+    "ElfEdit",
+    "MachOEdit",
+    "Missing",
+    "NoRoom",
+    "SliceEdit",
+    "Strategy",
+    "WheelPlan",
+    "plan_repair",
+]
 
 _NEEDS_A_PATH = (Outcome.UNRESOLVED, Outcome.MANYLINUX)
+
+
+class Strategy(StrEnum):
+    """How a Mach-O slice's needs are pointed at the store."""
+
+    INSTALL_NAME = "install-name"  # rewrite each install name to the library's absolute path
+    RPATH = "rpath"  # keep @rpath/ names, add one LC_RPATH per store directory
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +93,7 @@ class SliceEdit:
     """The load-command edits of one slice of a Mach-O binary."""
 
     arch: str
-    strategy: str  # "install-name" (absolute names) or "rpath" (LC_RPATHs for @rpath/ needs)
+    strategy: Strategy
     rename: tuple[tuple[str, str], ...]  # (old install name, new install name)
     add_rpaths: tuple[str, ...]
     delete_rpaths: tuple[str, ...]  # leaked build-machine LC_RPATHs ("rpath" strategy only)
@@ -115,16 +132,27 @@ class NoRoom:
 
 @dataclass(frozen=True, slots=True)
 class WheelPlan:
+    """Everything a repair will do to one wheel, decided before anything is written."""
+
     wheel: WheelAnalysis
-    edits: tuple[ElfEdit, ...]
-    missing: tuple[Missing, ...]
-    macho_edits: tuple[MachOEdit, ...] = ()
-    no_room: tuple[NoRoom, ...] = ()
+    elf_edits: tuple[ElfEdit, ...]
+    macho_edits: tuple[MachOEdit, ...]
+    missing: tuple[Missing, ...]  # required needs found nowhere (the repair stops unless --allow)
+    no_room: tuple[NoRoom, ...]  # Mach-O slices whose edit fits no strategy (the repair stops)
+
+    @property
+    def complete(self) -> bool:
+        """Every required need is met and every edit fits: the plan can be applied."""
+        return not self.missing and not self.no_room
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.elf_edits or self.macho_edits)
 
 
-def _kept_entries(b: BinaryAnalysis) -> list[str]:
+def _kept_entries(b: ElfAnalysis) -> list[str]:
     """Existing entries that stay valid once installed: $ORIGIN paths inside the install, store paths."""
-    own = [d for d in b.search_path if d.kind in ("RPATH", "RUNPATH")]
+    own = [d for d in b.search_path if d.inherited_from is None]
     kept: list[str] = []
     for d in own:
         if (d.path is not None or d.entry.startswith("/nix/store/")) and d.entry not in kept:
@@ -133,7 +161,7 @@ def _kept_entries(b: BinaryAnalysis) -> list[str]:
 
 
 def _plan_binary(
-    b: BinaryAnalysis,
+    b: ElfAnalysis,
     index: LibIndex,
     allow: Sequence[str],
     rpath_kind: str,
@@ -145,7 +173,7 @@ def _plan_binary(
     for need in b.needs:
         if need.resolution.outcome not in _NEEDS_A_PATH:
             continue
-        found = index.find(need.soname, elf)
+        found = index.find_elf(need.soname, elf)
         if found is not None:
             added.append((need.soname, found.directory))
         elif need.required and not any(fnmatch.fnmatchcase(need.soname, g) for g in allow):
@@ -155,7 +183,7 @@ def _plan_binary(
     # A binary with neither tag gets DT_RUNPATH, unless it finds something through a loader's DT_RPATH
     # (scipy.libs' libgfortran finds libquadmath that way): DT_RUNPATH would switch that inheritance off,
     # DT_RPATH keeps it.
-    inherits = any(d.kind.startswith("RPATH of") for d in b.search_path)
+    inherits = any(d.inherited_from is not None for d in b.search_path)
     default_kind = "RPATH" if inherits else "RUNPATH"
     kind = {"rpath": "RPATH", "runpath": "RUNPATH"}.get(rpath_kind, old_kind or default_kind)
     entries = _kept_entries(b)
@@ -167,7 +195,7 @@ def _plan_binary(
     if elf.interpreter is not None:
         wanted = interpreter
         if wanted is None:
-            loader = index.find(posixpath.basename(elf.interpreter), elf)
+            loader = index.find_elf(posixpath.basename(elf.interpreter), elf)
             wanted = loader.path if loader is not None else None
         if wanted is not None and wanted != elf.interpreter:
             new_interp = wanted
@@ -230,9 +258,9 @@ def _plan_slice(
         add_rpaths=tuple(rpath_dirs),
         delete_rpaths=tuple(p for p in sl.rpaths if p.startswith(BUILD_MACHINE_PREFIXES)),
     )
-    candidates = [("install-name", by_name)]
+    candidates = [(Strategy.INSTALL_NAME, by_name)]
     if any(name.startswith("@rpath/") for name, _, _ in found):
-        candidates.append(("rpath", by_rpath))
+        candidates.append((Strategy.RPATH, by_rpath))
     rooms = [(strategy, edits, slice_room(sl, index, edits)) for strategy, edits in candidates]
     for strategy, edits, room in rooms:
         if not edits:  # the store directories are LC_RPATHs already: dyld finds the libraries there
@@ -284,7 +312,7 @@ def plan_repair(
     for w in analysis.wheels:
         edits: list[ElfEdit] = []
         missing: list[Missing] = []
-        for b in w.binaries:
+        for b in w.elf:
             edit, miss = _plan_binary(b, index, allow, rpath_kind, interpreter)
             missing.extend(miss)
             if edit is not None:
@@ -297,5 +325,5 @@ def plan_repair(
             no_room.extend(rooms)
             if medit is not None:
                 macho_edits.append(medit)
-        plans.append(WheelPlan(w, tuple(edits), tuple(missing), tuple(macho_edits), tuple(no_room)))
+        plans.append(WheelPlan(w, tuple(edits), tuple(macho_edits), tuple(missing), tuple(no_room)))
     return tuple(plans)

@@ -16,7 +16,6 @@ import itertools
 import os
 import re
 import stat
-import struct
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from pathlib import Path
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from wheelfix.errors import BadInput, Problem
+from wheelfix.wheel.zipformat import CorruptMember, dist_info_dirs, read_local_header
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -36,6 +36,7 @@ __all__ = [
     "Limits",
     "RecordEntry",
     "WheelArchive",
+    "WheelIdentity",
     "WheelMeta",
     "install_location",
     "virtual_dir",
@@ -207,12 +208,166 @@ def _read_small(zf: zipfile.ZipFile, info: zipfile.ZipInfo, file: str, limit: in
         raise BadInput([Problem(file, info.filename, f"cannot read: {e}")]) from None
 
 
-class CorruptMember(Exception):
-    """A member's stored data is damaged (bad header, deflate error, wrong size or CRC)."""
+@dataclass(frozen=True, slots=True)
+class WheelIdentity:
+    """What makes an opened wheel the same file later: its size, modification time and a hash of its central
+    directory (every member's name, sizes, CRC and offset). A wheel that was inspected and is opened again
+    to be repaired must still have this identity (:meth:`WheelArchive.open` with ``expect``)."""
+
+    size: int
+    mtime_ns: int
+    central_directory_sha256: str
+
+
+def _identity(fd: int, zf: zipfile.ZipFile) -> WheelIdentity:
+    st = os.fstat(fd)
+    start = getattr(zf, "start_dir", 0)
+    h = hashlib.sha256()
+    pos = start
+    while pos < st.st_size:
+        chunk = os.pread(fd, min(1 << 20, st.st_size - pos), pos)
+        if not chunk:
+            break
+        h.update(chunk)
+        pos += len(chunk)
+    return WheelIdentity(st.st_size, st.st_mtime_ns, h.hexdigest())
+
+
+@dataclass(slots=True)
+class _Entries:
+    """The central directory after the per-entry checks (names, duplicates, links, encryption, method)."""
+
+    seen: dict[str, str]  # name without a trailing slash -> name as stored
+    members: list[zipfile.ZipInfo]  # file members, in archive order
+
+
+def _check_entries(infos: list[zipfile.ZipInfo], file: str, problems: list[Problem]) -> _Entries:
+    entries = _Entries({}, [])
+    for info in infos:
+        name = info.filename
+        bad = _name_problem(name)
+        if bad:
+            problems.append(Problem(file, name, bad))
+            continue
+        key = name.rstrip("/")
+        if key in entries.seen:
+            problems.append(Problem(file, name, "duplicate member name"))
+            continue
+        entries.seen[key] = name
+        if _is_symlink(info):
+            problems.append(Problem(file, name, "symlink member (not allowed in wheels)"))
+        elif info.flag_bits & 0x1:
+            problems.append(Problem(file, name, "encrypted member"))
+        elif info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            problems.append(Problem(file, name, f"unsupported compression method {info.compress_type}"))
+        elif not info.is_dir():
+            entries.members.append(info)
+    return entries
+
+
+def _check_bombs(
+    infos: list[zipfile.ZipInfo], members: list[zipfile.ZipInfo], limits: Limits, file: str
+) -> list[Problem]:
+    """Declared sizes, compression ratios and overlapping member data."""
+    problems: list[Problem] = []
+    total = sum(i.file_size for i in members)
+    if total > limits.max_total:
+        problems.append(
+            Problem(file, None, f"members inflate to {total} bytes, over the limit of {limits.max_total}")
+        )
+    for info in members:
+        compressed = max(info.compress_size, 1)
+        if info.file_size > limits.ratio_min_size and info.file_size > limits.max_ratio * compressed:
+            problems.append(
+                Problem(
+                    file,
+                    info.filename,
+                    f"compression ratio {info.file_size / compressed:.0f}:1 over the limit of "
+                    f"{limits.max_ratio:.0f}:1 ({info.file_size} bytes from {info.compress_size}; "
+                    "possible zip bomb)",
+                )
+            )
+    by_offset = sorted(infos, key=lambda i: i.header_offset)
+    for prev, cur in itertools.pairwise(by_offset):
+        end = prev.header_offset + 30 + len(prev.orig_filename.encode("utf-8")) + prev.compress_size
+        if cur.header_offset < end:
+            problems.append(Problem(file, cur.filename, f"member data overlaps {prev.filename} (zip bomb?)"))
+    return problems
+
+
+def _find_dist_info(
+    path: Path, entries: _Entries, problems: list[Problem]
+) -> tuple[str | None, str | None, frozenset[str], str | None]:
+    """(project, version, tags) from the file name, and the one ``.dist-info`` directory that matches it."""
+    file = str(path)
+    name: str | None = None
+    version: str | None = None
+    tagset: frozenset[str] = frozenset()
+    try:
+        parsed_name, parsed_version, _build, tags = parse_wheel_filename(path.name)
+        name, version, tagset = str(parsed_name), str(parsed_version), frozenset(str(t) for t in tags)
+    except InvalidWheelFilename as e:
+        problems.append(Problem(file, None, f"invalid wheel file name: {e}"))
+    dist_infos = dist_info_dirs(entries.seen.values())
+    if not dist_infos:
+        problems.append(Problem(file, None, "no .dist-info directory"))
+        return name, version, tagset, None
+    if len(dist_infos) > 1:
+        problems.append(Problem(file, None, f"more than one .dist-info directory: {', '.join(dist_infos)}"))
+        return name, version, tagset, None
+    dist_info = dist_infos[0]
+    di_name = dist_info[: -len(".dist-info")].rpartition("-")[0]
+    if name is not None and canonicalize_name(di_name) != name:
+        problems.append(Problem(file, dist_info, f"does not match the file name's project {name}"))
+    return name, version, tagset, dist_info
+
+
+def _read_wheel_file(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo | None, wheel_name: str, file: str, problems: list[Problem]
+) -> tuple[tuple[str, ...], bool]:
+    """(Tag lines, Root-Is-Purelib) of the WHEEL file."""
+    if info is None:
+        problems.append(Problem(file, wheel_name, "missing"))
+        return (), False
+    headers = BytesHeaderParser().parsebytes(_read_small(zf, info, file))
+    wv = headers.get("Wheel-Version", "")
+    if not re.fullmatch(r"1\.\d+", wv.strip()):
+        problems.append(Problem(file, wheel_name, f"unsupported Wheel-Version {wv!r}"))
+    purelib = headers.get("Root-Is-Purelib", "false").strip().lower() == "true"
+    return tuple(headers.get_all("Tag") or ()), purelib
+
+
+def _check_against_record(
+    record: dict[str, RecordEntry],
+    infos: list[zipfile.ZipInfo],
+    members: list[zipfile.ZipInfo],
+    dist_info: str,
+    file: str,
+) -> list[Problem]:
+    """Every file member is listed with a hash (and its size, when RECORD gives one); every row exists."""
+    problems: list[Problem] = []
+    record_name = f"{dist_info}/RECORD"
+    exempt = {record_name, *(f"{dist_info}/{s}" for s in _RECORD_SIGNATURES)}
+    for info in members:
+        entry = record.get(info.filename)
+        if info.filename in exempt:
+            continue
+        if entry is None:
+            problems.append(Problem(file, info.filename, "not listed in RECORD"))
+        elif entry.digest is None:
+            problems.append(Problem(file, info.filename, "RECORD has no hash for it"))
+        elif entry.size is not None and entry.size != info.file_size:
+            problems.append(
+                Problem(file, info.filename, f"size {info.file_size} does not match RECORD ({entry.size})")
+            )
+    listed_missing = sorted(set(record) - {i.filename for i in infos})
+    problems.extend(Problem(file, p, "listed in RECORD but not in the archive") for p in listed_missing)
+    return problems
 
 
 class WheelArchive:
-    """An open, validated wheel. Use :meth:`open`; members are read with :meth:`open_member`."""
+    """An open, validated wheel. Use :meth:`open`; members are streamed with :meth:`iter_member`, and the
+    writer copies from the same open file (:meth:`fileno`, :attr:`entries`)."""
 
     def __init__(
         self,
@@ -221,18 +376,36 @@ class WheelArchive:
         meta: WheelMeta,
         members: tuple[zipfile.ZipInfo, ...],
         record: dict[str, RecordEntry],
+        record_bytes: bytes,
+        limits: Limits,
     ) -> None:
         self.path = path
         self.meta = meta
         self.members = members  # file members (no directories), in archive order
         self.record = record
+        self.record_bytes = record_bytes  # RECORD as stored (the writer edits it line by line)
+        self.limits = limits  # the limits it was validated with
         self._zf = zf
         assert zf.fp is not None
         self._fd: int = zf.fp.fileno()
+        self.identity = _identity(self._fd, zf)
 
     def fileno(self) -> int:
         """The archive's file descriptor, for positional reads (``os.pread``) of member data."""
         return self._fd
+
+    @property
+    def entries(self) -> list[zipfile.ZipInfo]:
+        """Every central directory entry (directories included), in archive order."""
+        return self._zf.infolist()
+
+    @property
+    def comment(self) -> bytes:
+        return self._zf.comment
+
+    @property
+    def record_name(self) -> str:
+        return f"{self.meta.dist_info}/RECORD"
 
     @property
     def display(self) -> str:
@@ -240,7 +413,10 @@ class WheelArchive:
 
     @classmethod
     @contextmanager
-    def open(cls, path: Path, limits: Limits = DEFAULT_LIMITS) -> Iterator[WheelArchive]:
+    def open(
+        cls, path: Path, limits: Limits = DEFAULT_LIMITS, *, expect: WheelIdentity | None = None
+    ) -> Iterator[WheelArchive]:
+        """Open and validate ``path``; with ``expect``, refuse a file that is no longer the one inspected."""
         file = str(path)
         try:
             fp = path.open("rb")
@@ -256,7 +432,10 @@ class WheelArchive:
             except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
                 raise BadInput([Problem(file, None, f"not a valid zip file ({e})")]) from None
             with zf:
-                yield cls._validated(path, zf, limits)
+                archive = cls._validated(path, zf, limits)
+                if expect is not None and archive.identity != expect:
+                    raise BadInput([Problem(file, None, "changed since it was inspected; inspect it again")])
+                yield archive
 
     @classmethod
     def _validated(cls, path: Path, zf: zipfile.ZipFile, limits: Limits) -> WheelArchive:
@@ -267,135 +446,32 @@ class WheelArchive:
             raise BadInput(
                 [Problem(file, None, f"{len(infos)} members, over the limit of {limits.max_members}")]
             )
-
-        # -- names, duplicates, symlinks, encryption, compression
-        seen: dict[str, str] = {}
-        members: list[zipfile.ZipInfo] = []
-        for info in infos:
-            name = info.filename
-            bad = _name_problem(name)
-            if bad:
-                problems.append(Problem(file, name, bad))
-                continue
-            key = name.rstrip("/")
-            if key in seen:
-                problems.append(Problem(file, name, "duplicate member name"))
-                continue
-            seen[key] = name
-            if _is_symlink(info):
-                problems.append(Problem(file, name, "symlink member (not allowed in wheels)"))
-                continue
-            if info.flag_bits & 0x1:
-                problems.append(Problem(file, name, "encrypted member"))
-                continue
-            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-                problems.append(Problem(file, name, f"unsupported compression method {info.compress_type}"))
-                continue
-            if not info.is_dir():
-                members.append(info)
-
-        # -- bomb guards: declared sizes, ratios, overlapping member data
-        total = sum(i.file_size for i in members)
-        if total > limits.max_total:
-            problems.append(
-                Problem(file, None, f"members inflate to {total} bytes, over the limit of {limits.max_total}")
-            )
-        for info in members:
-            if info.file_size > limits.ratio_min_size and info.file_size > limits.max_ratio * max(
-                info.compress_size, 1
-            ):
-                ratio = info.file_size / max(info.compress_size, 1)
-                problems.append(
-                    Problem(
-                        file,
-                        info.filename,
-                        f"compression ratio {ratio:.0f}:1 over the limit of {limits.max_ratio:.0f}:1 "
-                        f"({info.file_size} bytes from {info.compress_size}; possible zip bomb)",
-                    )
-                )
-        by_offset = sorted(infos, key=lambda i: i.header_offset)
-        for prev, cur in itertools.pairwise(by_offset):
-            end = prev.header_offset + 30 + len(prev.orig_filename.encode("utf-8")) + prev.compress_size
-            if cur.header_offset < end:
-                problems.append(
-                    Problem(file, cur.filename, f"member data overlaps {prev.filename} (zip bomb?)")
-                )
-
-        # -- file name and .dist-info
-        meta: WheelMeta | None = None
-        try:
-            name, version, _build, tagset = parse_wheel_filename(path.name)
-        except InvalidWheelFilename as e:
-            problems.append(Problem(file, None, f"invalid wheel file name: {e}"))
-            name, version, tagset = None, None, frozenset()  # type: ignore[assignment]
-        dist_infos = sorted(
-            {m.split("/", 1)[0] for m in seen if m.split("/", 1)[0].endswith(".dist-info") and "/" in seen[m]}
-        )
-        dist_info: str | None = None
-        if not dist_infos:
-            problems.append(Problem(file, None, "no .dist-info directory"))
-        elif len(dist_infos) > 1:
-            problems.append(
-                Problem(file, None, f"more than one .dist-info directory: {', '.join(dist_infos)}")
-            )
-        else:
-            dist_info = dist_infos[0]
-            stem = dist_info[: -len(".dist-info")]
-            di_name = stem.rpartition("-")[0]
-            if name is not None and canonicalize_name(di_name) != name:
-                problems.append(Problem(file, dist_info, f"does not match the file name's project {name}"))
-
+        entries = _check_entries(infos, file, problems)
+        problems.extend(_check_bombs(infos, entries.members, limits, file))
+        name, version, tagset, dist_info = _find_dist_info(path, entries, problems)
         record: dict[str, RecordEntry] = {}
+        record_bytes = b""
+        meta: WheelMeta | None = None
         if dist_info is not None:
-            by_name = {i.filename: i for i in members}
+            by_name = {i.filename: i for i in entries.members}
             record_name = f"{dist_info}/RECORD"
-            wheel_name = f"{dist_info}/WHEEL"
-            wheel_tags: tuple[str, ...] = ()
-            root_is_purelib = False
-            if wheel_name not in by_name:
-                problems.append(Problem(file, wheel_name, "missing"))
-            else:
-                headers = BytesHeaderParser().parsebytes(_read_small(zf, by_name[wheel_name], file))
-                wv = headers.get("Wheel-Version", "")
-                if not re.fullmatch(r"1\.\d+", wv.strip()):
-                    problems.append(Problem(file, wheel_name, f"unsupported Wheel-Version {wv!r}"))
-                wheel_tags = tuple(headers.get_all("Tag") or ())
-                root_is_purelib = headers.get("Root-Is-Purelib", "false").strip().lower() == "true"
+            wheel_tags, root_is_purelib = _read_wheel_file(
+                zf, by_name.get(f"{dist_info}/WHEEL"), f"{dist_info}/WHEEL", file, problems
+            )
             if record_name not in by_name:
                 problems.append(Problem(file, record_name, "missing"))
             else:
-                record, rproblems = _parse_record(
-                    _read_small(zf, by_name[record_name], file), file, record_name
-                )
+                record_bytes = _read_small(zf, by_name[record_name], file)
+                record, rproblems = _parse_record(record_bytes, file, record_name)
                 problems.extend(rproblems)
                 if not rproblems:
-                    exempt = {record_name, *(f"{dist_info}/{s}" for s in _RECORD_SIGNATURES)}
-                    for info in members:
-                        entry = record.get(info.filename)
-                        if info.filename in exempt:
-                            continue
-                        if entry is None:
-                            problems.append(Problem(file, info.filename, "not listed in RECORD"))
-                        elif entry.digest is None:
-                            problems.append(Problem(file, info.filename, "RECORD has no hash for it"))
-                        elif entry.size is not None and entry.size != info.file_size:
-                            problems.append(
-                                Problem(
-                                    file,
-                                    info.filename,
-                                    f"size {info.file_size} does not match RECORD ({entry.size})",
-                                )
-                            )
-                    listed_missing = sorted(set(record) - {i.filename for i in infos})
-                    problems.extend(
-                        Problem(file, p, "listed in RECORD but not in the archive") for p in listed_missing
-                    )
-            if name is not None:
+                    problems.extend(_check_against_record(record, infos, entries.members, dist_info, file))
+            if name is not None and version is not None:
                 meta = WheelMeta(
                     filename=path.name,
-                    name=str(name),
-                    version=str(version),
-                    tags=tuple(sorted(str(t) for t in tagset)),
+                    name=name,
+                    version=version,
+                    tags=tuple(sorted(tagset)),
                     wheel_tags=wheel_tags,
                     root_is_purelib=root_is_purelib,
                     dist_info=dist_info,
@@ -404,24 +480,11 @@ class WheelArchive:
         if problems:
             raise BadInput(problems)
         assert meta is not None
-        return cls(path, zf, meta, tuple(members), record)
+        return cls(path, zf, meta, tuple(entries.members), record, record_bytes, limits)
 
     def data_offset(self, info: zipfile.ZipInfo) -> int:
         """Where the member's (compressed) data starts, after checking its local header."""
-        if info.header_offset < 0:  # a central directory that claims data before the archive starts
-            raise CorruptMember(f"local header offset {info.header_offset} is negative")
-        header = os.pread(self._fd, 30, info.header_offset)
-        if len(header) != 30 or header[:4] != b"PK\x03\x04":
-            raise CorruptMember("bad local file header")
-        name_len, extra_len = struct.unpack_from("<HH", header, 26)
-        raw_name = os.pread(self._fd, name_len, info.header_offset + 30)
-        local_name = raw_name.decode("utf-8" if info.flag_bits & 0x800 else "cp437", "replace")
-        if local_name != info.orig_filename:
-            raise CorruptMember(
-                f"local header names {local_name!r}, central directory {info.orig_filename!r}"
-            )
-        offset: int = info.header_offset + 30 + name_len + extra_len
-        return offset
+        return read_local_header(self._fd, info).data_offset
 
     def iter_member(
         self, info: zipfile.ZipInfo, *, check_crc: bool, chunk: int = 256 << 10

@@ -64,7 +64,16 @@ def atomic_fd(dest: Path) -> Iterator[int]:
     _fsync_dir(dest.parent)
 
 
-def copy_atomically(source: Path, dest: Path) -> None:
-    with source.open("rb") as src, atomic_fd(dest) as fd, os.fdopen(os.dup(fd), "wb") as out:
-        while chunk := src.read(1 << 20):
-            out.write(chunk)
+def copy_atomically(source: Path | int, dest: Path) -> None:
+    """Copy ``source`` (a path, or an open file descriptor read from offset 0 with ``pread``) to ``dest``."""
+    if not isinstance(source, int):
+        with source.open("rb") as src:
+            copy_atomically(src.fileno(), dest)
+        return
+    with atomic_fd(dest) as fd:
+        offset = 0
+        while chunk := os.pread(source, 1 << 20, offset):
+            offset += len(chunk)
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view) :]

@@ -35,10 +35,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 
+from wheelfix.errors import EXIT_BAD_INPUT, Error
+from wheelfix.wheel.deflate import BLOCK, WINDOW, deflate_block
+
 __all__ = ["SpliceError", "Spliced", "inflate_indexed", "splice", "zlib_available"]
 
-WINDOW = 32 << 10
-BLOCK = 1 << 20  # fresh regions are deflated in independent blocks of this size (part of the format)
 _CHUNK = 1 << 20
 Z_OK, Z_STREAM_END, Z_BUF_ERROR, Z_BLOCK = 0, 1, -5, 5
 
@@ -85,8 +86,10 @@ def zlib_available() -> bool:
     return _libz() is not None
 
 
-class InflateError(ValueError):
-    pass
+class InflateError(Error, ValueError):
+    """A member's deflate stream does not inflate (damaged data)."""
+
+    exit_code = EXIT_BAD_INPUT
 
 
 def inflate_indexed(
@@ -256,18 +259,6 @@ class Spliced:
                 offset += len(data)
 
 
-def _deflate_block(
-    read_new: Callable[[int, int], bytes], start: int, end: int, level: int, final: bool
-) -> bytes:
-    lo = max(0, start - WINDOW)
-    if start > lo:
-        comp = zlib.compressobj(level, zlib.DEFLATED, -15, zdict=read_new(lo, start - lo))
-    else:
-        comp = zlib.compressobj(level, zlib.DEFLATED, -15)
-    head = comp.compress(read_new(start, end - start))
-    return head + comp.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH)
-
-
 def _regions(
     boundaries: list[tuple[int, int]], changed: list[tuple[int, int]], old_size: int
 ) -> list[tuple[int, int | None]]:
@@ -323,7 +314,7 @@ def splice(
         pos_bit = boundaries[e][0] if e is not None else -1
 
     def compress(j: tuple[int, int, bool]) -> bytes:
-        return _deflate_block(read_new, j[0], j[1], level, j[2])
+        return deflate_block(read_new, j[0], j[1], level, j[2])
 
     blocks = list(pool.map(compress, jobs)) if pool is not None else [compress(j) for j in jobs]
     k = 0
@@ -348,8 +339,8 @@ def splice(
     return pieces
 
 
-class SpliceError(ValueError):
-    pass
+class SpliceError(Error, ValueError):
+    """A spliced stream failed its junction check: a bug, caught before anything is written."""
 
 
 def _read_pieces(

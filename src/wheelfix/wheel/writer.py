@@ -83,8 +83,21 @@ from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
+from wheelfix.wheel.archive import WheelArchive
 from wheelfix.wheel.atomic import atomic_fd
+from wheelfix.wheel.deflate import BLOCK, block_starts, deflate_block, deflate_bound
 from wheelfix.wheel.splice import Spliced
+from wheelfix.wheel.zipformat import (
+    FLAG_DEFLATE_OPTIONS,
+    FLAG_ENCRYPTED,
+    FLAG_MASKED_HEADERS,
+    FLAG_STRONG_ENCRYPTION,
+    FLAG_UTF8,
+    LOCAL_HEADER,
+    LOCAL_SIG,
+    dist_info_dirs,
+    read_local_header,
+)
 
 Replacement = bytes | Spliced
 
@@ -96,15 +109,12 @@ ZIP64_LIMIT = 0xFFFFFFFF
 ZIP64_COUNT_LIMIT = 0xFFFF
 
 _COPY_CHUNK = 1 << 20  # unchanged members are streamed in pieces of this size
-_BLOCK = 1 << 20  # replaced members are deflated in independent blocks of this size (part of the format!)
-_WINDOW = 32 << 10  # deflate's window: each block is primed with the 32 KiB before it
+_BLOCK = BLOCK  # replaced members are deflated in independent blocks of this size (part of the format!)
 
-_LOCAL_SIG = 0x04034B50
 _CENTRAL_SIG = 0x02014B50
 _EOCD_SIG = 0x06054B50
 _EOCD64_SIG = 0x06064B50
 _EOCD64_LOCATOR_SIG = 0x07064B50
-_LOCAL = struct.Struct("<IHHHHHIIIHH")  # 30 bytes
 _CENTRAL = struct.Struct("<IBBHHHHHIIIHHHHHII")  # 46 bytes
 _EOCD = struct.Struct("<IHHHHIIH")  # 22 bytes
 _EOCD64 = struct.Struct("<IQHHIIQQQQ")  # 56 bytes
@@ -112,12 +122,6 @@ _EOCD64_LOCATOR = struct.Struct("<IIQI")  # 20 bytes
 _ZIP64_EXTRA_ID = 0x0001
 _ZIP64_VERSION = 45
 _DEFLATE_VERSION = 20
-
-_FLAG_ENCRYPTED = 0x0001
-_FLAG_DEFLATE_OPTIONS = 0x0006
-_FLAG_STRONG_ENCRYPTION = 0x0040
-_FLAG_UTF8 = 0x0800
-_FLAG_MASKED_HEADERS = 0x2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,8 +201,8 @@ def _local_header(m: _Member, zip64: bool) -> bytes:
         extra, sizes, version = m.local_extra, (m.compress_size, m.file_size), m.version_needed
     if len(extra) > 0xFFFF:
         raise ValueError(f"{m.name!r}: extra field too long")
-    head = _LOCAL.pack(
-        _LOCAL_SIG, version, m.flags, m.method, m.dos_time, m.dos_date, m.crc, *sizes, len(m.name), len(extra)
+    head = LOCAL_HEADER.pack(
+        LOCAL_SIG, version, m.flags, m.method, m.dos_time, m.dos_date, m.crc, *sizes, len(m.name), len(extra)
     )
     return head + m.name + extra
 
@@ -279,23 +283,13 @@ def _end_records(count: int, cd_offset: int, cd_size: int, comment: bytes) -> by
 def _read_source_member(fd: int, file_size: int, info: zipfile.ZipInfo) -> _SourceMember:
     """Check ``info``'s local header and describe the member as the output will store it (unchanged)."""
     flags = info.flag_bits
-    if flags & (_FLAG_ENCRYPTED | _FLAG_STRONG_ENCRYPTION | _FLAG_MASKED_HEADERS):
+    if flags & (FLAG_ENCRYPTED | FLAG_STRONG_ENCRYPTION | FLAG_MASKED_HEADERS):
         raise ValueError(f"{info.filename}: encrypted members are not supported")
-    name = info.orig_filename.encode("utf-8" if flags & _FLAG_UTF8 else "cp437")
-    head = os.pread(fd, _LOCAL.size, info.header_offset)
-    if len(head) != _LOCAL.size or struct.unpack_from("<I", head)[0] != _LOCAL_SIG:
-        raise zipfile.BadZipFile(f"{info.filename}: bad local file header")
-    name_len, extra_len = struct.unpack_from("<HH", head, 26)
-    rest = os.pread(fd, name_len + extra_len, info.header_offset + _LOCAL.size)
-    if len(rest) != name_len + extra_len or rest[:name_len] != name:
-        raise zipfile.BadZipFile(f"{info.filename}: local header names another file")
-    data_offset = info.header_offset + _LOCAL.size + name_len + extra_len
-    if data_offset + info.compress_size > file_size:
-        raise zipfile.BadZipFile(f"{info.filename}: archive ends inside the member's data")
+    local = read_local_header(fd, info, file_size)
     dos_time, dos_date = _dos_date_time(info.date_time)
-    keep = _FLAG_UTF8 | (_FLAG_DEFLATE_OPTIONS if info.compress_type == zipfile.ZIP_DEFLATED else 0)
+    keep = FLAG_UTF8 | (FLAG_DEFLATE_OPTIONS if info.compress_type == zipfile.ZIP_DEFLATED else 0)
     member = _Member(
-        name=name,
+        name=local.name,
         version_needed=info.extract_version | (info.reserved << 8),
         flags=flags & keep,
         method=info.compress_type,
@@ -304,7 +298,7 @@ def _read_source_member(fd: int, file_size: int, info: zipfile.ZipInfo) -> _Sour
         crc=info.CRC,
         compress_size=info.compress_size,
         file_size=info.file_size,
-        local_extra=_strip_zip64(rest[name_len:]),
+        local_extra=_strip_zip64(local.extra),
         central_extra=_strip_zip64(info.extra),
         create_version=info.create_version,
         create_system=info.create_system,
@@ -312,7 +306,7 @@ def _read_source_member(fd: int, file_size: int, info: zipfile.ZipInfo) -> _Sour
         external_attr=info.external_attr,
         comment=info.comment,
     )
-    return _SourceMember(info, member, data_offset)
+    return _SourceMember(info, member, local.data_offset)
 
 
 def _recompressed(member: _Member, crc: int, file_size: int, compress_size: int) -> _Member:
@@ -322,7 +316,7 @@ def _recompressed(member: _Member, crc: int, file_size: int, compress_size: int)
     return replace(
         member,
         version_needed=version | (member.version_needed & 0xFF00),
-        flags=member.flags & _FLAG_UTF8,
+        flags=member.flags & FLAG_UTF8,
         method=zipfile.ZIP_DEFLATED,
         crc=crc,
         compress_size=compress_size,
@@ -334,28 +328,18 @@ def _recompressed(member: _Member, crc: int, file_size: int, compress_size: int)
 
 
 def _block_starts(size: int) -> range:
-    return range(0, max(size, 1), _BLOCK)
+    return block_starts(size, _BLOCK)
 
 
 def _deflate_bound(size: int) -> int:
-    """More than the raw-deflate output of ``size`` bytes can be (stored blocks cost 5 bytes per 64 KiB; each
-    sync flush at most 10 bytes)."""
-    return size + (size >> 8) + 16 * len(_block_starts(size)) + 64
+    return deflate_bound(size, _BLOCK)
 
 
 def _deflate_block(data: memoryview, start: int, level: int) -> bytes:
-    """Raw-deflate ``data[start:start + _BLOCK]`` so that the blocks of a member, concatenated, are one
-    deflate stream (as pigz does): the compressor is primed with the 32 KiB before the block, every block
-    but the last ends with a sync flush (byte-aligned, not final), the last one finishes the stream. Blocks
-    are independent, so they are compressed in parallel; the result depends only on the data, the level
-    and _BLOCK, never on how many threads ran."""
+    """Block ``start`` of ``data`` (see :mod:`wheelfix.wheel.deflate`): the blocks of a member, concatenated,
+    are one deflate stream."""
     end = min(start + _BLOCK, len(data))
-    if start:
-        deflater = zlib.compressobj(level, zlib.DEFLATED, -15, zdict=data[max(0, start - _WINDOW) : start])
-    else:
-        deflater = zlib.compressobj(level, zlib.DEFLATED, -15)
-    head = deflater.compress(data[start:end])
-    return head + deflater.flush(zlib.Z_FINISH if end == len(data) else zlib.Z_SYNC_FLUSH)
+    return deflate_block(lambda offset, n: data[offset : offset + n], start, end, level, end == len(data))
 
 
 def _digest(data: bytes) -> _Digest:
@@ -475,12 +459,23 @@ def _usable_cores() -> int:
 
 
 def _dist_info(names: list[str]) -> str:
-    dirs = sorted(
-        {n.split("/", 1)[0] for n in names if "/" in n and n.split("/", 1)[0].endswith(".dist-info")}
-    )
+    dirs = dist_info_dirs(names)
     if len(dirs) != 1:
         raise ValueError(f"expected one .dist-info directory, found {len(dirs)}: {', '.join(dirs)}")
     return dirs[0]
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """The open source wheel: what the writer reads from it."""
+
+    fd: int
+    stat: os.stat_result
+    entries: list[zipfile.ZipInfo]  # central directory order, directories included
+    comment: bytes
+    record_name: str
+    record: bytes
+    display: str
 
 
 @contextmanager
@@ -495,32 +490,45 @@ def _thread_pool(workers: int) -> Iterator[ThreadPoolExecutor]:
     pool.shutdown(wait=True)
 
 
-def _check_request(
-    zf: zipfile.ZipFile, source: Path, replacements: Mapping[str, Replacement]
-) -> tuple[str, bytes]:
-    """Refuse what cannot be written; return RECORD's name and content."""
-    infos = zf.infolist()
-    names = [i.filename for i in infos]
+def _check_request(source: _Source, replacements: Mapping[str, Replacement]) -> None:
+    """Refuse what cannot be written, before any output exists."""
+    names = [i.filename for i in source.entries]
     if len(set(names)) != len(names):
-        raise ValueError(f"{source.name} has duplicate member names")
-    dist_info = _dist_info(names)
-    record_name = f"{dist_info}/RECORD"
-    by_name = {i.filename: i for i in infos}
-    if record_name not in by_name:
-        raise ValueError(f"{record_name} is missing from {source.name}")
+        raise ValueError(f"{source.display} has duplicate member names")
+    by_name = {i.filename: i for i in source.entries}
+    dist_info = source.record_name.rpartition("/")[0]
     for name in sorted(replacements):
-        if name in (record_name, f"{dist_info}/WHEEL"):
+        if name in (source.record_name, f"{dist_info}/WHEEL"):
             raise ValueError(f"{name} cannot be replaced (wheelfix writes it)")
         if name not in by_name or by_name[name].is_dir():
-            raise ValueError(f"{name} is not a file member of {source.name}")
-    record = zf.read(record_name)
+            raise ValueError(f"{name} is not a file member of {source.display}")
     if replacements:  # a missing or malformed row fails now, before any output exists
-        _edit_record(record, dict.fromkeys(replacements, (b"", 0)))
-    return record_name, record
+        _edit_record(source.record, dict.fromkeys(replacements, (b"", 0)))
+
+
+def _zip_source(fd: int, zf: zipfile.ZipFile, display: str) -> _Source:
+    infos = zf.infolist()
+    record_name = f"{_dist_info([i.filename for i in infos])}/RECORD"
+    if record_name not in {i.filename for i in infos}:
+        raise ValueError(f"{record_name} is missing from {display}")
+    return _Source(fd, os.fstat(fd), infos, zf.comment, record_name, zf.read(record_name), display)
+
+
+def _archive_source(archive: WheelArchive) -> _Source:
+    fd = archive.fileno()
+    return _Source(
+        fd,
+        os.fstat(fd),
+        archive.entries,
+        archive.comment,
+        archive.record_name,
+        archive.record_bytes,
+        archive.display,
+    )
 
 
 def write_wheel(
-    source: Path,
+    source: Path | WheelArchive,
     dest: Path,
     replacements: Mapping[str, Replacement],
     *,
@@ -529,63 +537,77 @@ def write_wheel(
 ) -> None:
     """Write ``source`` to ``dest`` with the members named in ``replacements`` holding the new bytes.
 
-    Unchanged members are copied compressed, byte for byte; replaced members and RECORD are deflated at
-    ``level`` on ``jobs`` threads (default: the usable cores). ``dest`` is replaced atomically and never
-    left half-written. Raises ValueError for a bad replacement, level or jobs, or ``dest`` being
-    ``source``; zipfile.BadZipFile for a damaged source; OSError from the file system.
+    ``source`` is an open, validated :class:`~wheelfix.wheel.archive.WheelArchive` (the repair pipeline:
+    the wheel is not opened again), or the path of a zip file. Unchanged members are copied compressed,
+    byte for byte; replaced members and RECORD are deflated at ``level`` on ``jobs`` threads (default: the
+    usable cores). ``dest`` is replaced atomically and never left half-written. Raises ValueError for a bad
+    replacement, level or jobs, or ``dest`` being ``source``; zipfile.BadZipFile for a damaged source;
+    OSError from the file system.
     """
     if not -1 <= level <= 9:
         raise ValueError(f"compression level {level} is not in -1..9")
     if jobs is not None and jobs < 1:
         raise ValueError(f"jobs must be at least 1, not {jobs}")
-    source, dest = Path(source), Path(dest)
+    if isinstance(source, WheelArchive):
+        _write(_archive_source(source), Path(dest), replacements, level, jobs or _usable_cores())
+        return
     with open(source, "rb") as src, zipfile.ZipFile(src) as zf:
-        src_fd = src.fileno()
-        src_stat = os.fstat(src_fd)
-        try:
-            dest_stat: os.stat_result | None = os.stat(dest)
-        except FileNotFoundError:
-            dest_stat = None
-        if dest_stat is not None and os.path.samestat(dest_stat, src_stat):
-            raise ValueError(f"{dest} is the source wheel itself; write to another file")
-        record_name, record = _check_request(zf, source, replacements)
-        members = [_read_source_member(src_fd, src_stat.st_size, i) for i in zf.infolist()]
-        workers = jobs or _usable_cores()
-        with atomic_fd(dest) as fd, _thread_pool(workers) as pool:
-            out = _Output(fd)
-            plain = {n: r for n, r in replacements.items() if not isinstance(r, Spliced)}
-            spliced = {n: r for n, r in replacements.items() if isinstance(r, Spliced)}
-            order = [sm.info.filename for sm in members if sm.info.filename in plain]
-            deflater = _Deflater(pool, order, plain, level, ahead=2 * workers)
-            central: list[bytes] = []
-            for sm in members:
-                name = sm.info.filename
-                offset = out.pos
-                if name in plain:
-                    m = _write_deflated(
-                        out, sm.member, deflater.blocks(name), len(plain[name]), deflater.digests[name].result
-                    )
-                elif name in spliced:
-                    sp = spliced[name]
-                    m = _write_deflated(
-                        out, sm.member, sp.chunks(src_fd), sp.size, partial(_Digest, sp.crc, sp.sha256)
-                    )
-                elif name == record_name and replacements:
-                    rows = {n: (deflater.digests[n].result().sha256, len(plain[n])) for n in order}
-                    rows.update({n: (sp.sha256, sp.size) for n, sp in spliced.items()})
-                    new_record = _edit_record(record, rows)
-                    view = memoryview(new_record)
-                    blocks = (_deflate_block(view, start, level) for start in _block_starts(len(view)))
-                    m = _write_deflated(out, sm.member, blocks, len(view), partial(_digest, new_record))
-                else:
-                    m = sm.member
-                    out.write(_local_header(m, _local_zip64(m)))
-                    out.copy(src_fd, sm.data_offset, m.compress_size)
-                central.append(_central_header(m, offset))
-            cd_offset = out.pos
-            for entry in central:
-                out.write(entry)
-            out.write(_end_records(len(central), cd_offset, out.pos - cd_offset, zf.comment))
+        _write(
+            _zip_source(src.fileno(), zf, Path(source).name),
+            Path(dest),
+            replacements,
+            level,
+            jobs or _usable_cores(),
+        )
+
+
+def _write(
+    source: _Source, dest: Path, replacements: Mapping[str, Replacement], level: int, workers: int
+) -> None:
+    try:
+        dest_stat: os.stat_result | None = os.stat(dest)
+    except FileNotFoundError:
+        dest_stat = None
+    if dest_stat is not None and os.path.samestat(dest_stat, source.stat):
+        raise ValueError(f"{dest} is the source wheel itself; write to another file")
+    _check_request(source, replacements)
+    src_fd = source.fd
+    members = [_read_source_member(src_fd, source.stat.st_size, i) for i in source.entries]
+    with atomic_fd(dest) as fd, _thread_pool(workers) as pool:
+        out = _Output(fd)
+        plain = {n: r for n, r in replacements.items() if not isinstance(r, Spliced)}
+        spliced = {n: r for n, r in replacements.items() if isinstance(r, Spliced)}
+        order = [sm.info.filename for sm in members if sm.info.filename in plain]
+        deflater = _Deflater(pool, order, plain, level, ahead=2 * workers)
+        central: list[bytes] = []
+        for sm in members:
+            name = sm.info.filename
+            offset = out.pos
+            if name in plain:
+                m = _write_deflated(
+                    out, sm.member, deflater.blocks(name), len(plain[name]), deflater.digests[name].result
+                )
+            elif name in spliced:
+                sp = spliced[name]
+                m = _write_deflated(
+                    out, sm.member, sp.chunks(src_fd), sp.size, partial(_Digest, sp.crc, sp.sha256)
+                )
+            elif name == source.record_name and replacements:
+                rows = {n: (deflater.digests[n].result().sha256, len(plain[n])) for n in order}
+                rows.update({n: (sp.sha256, sp.size) for n, sp in spliced.items()})
+                new_record = _edit_record(source.record, rows)
+                view = memoryview(new_record)
+                blocks = (_deflate_block(view, start, level) for start in _block_starts(len(view)))
+                m = _write_deflated(out, sm.member, blocks, len(view), partial(_digest, new_record))
+            else:
+                m = sm.member
+                out.write(_local_header(m, _local_zip64(m)))
+                out.copy(src_fd, sm.data_offset, m.compress_size)
+            central.append(_central_header(m, offset))
+        cd_offset = out.pos
+        for entry in central:
+            out.write(entry)
+        out.write(_end_records(len(central), cd_offset, out.pos - cd_offset, source.comment))
 
 
 def _write_deflated(

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 
 from wheelfix.binfmt import BinaryFormatError
 from wheelfix.binfmt.elf.reader import parse_elf
+from wheelfix.errors import EXIT_FINDINGS
 
 __all__ = ["ElfEditError", "ElfPatch", "plan_patch"]
 
@@ -62,6 +63,8 @@ MAX_PADDING = 16 << 20  # bytes of zeros an executable's edit may add to keep AT
 
 class ElfEditError(BinaryFormatError):
     """The edit cannot be made to this file (it is parsed fine, but lacks what the edit needs)."""
+
+    exit_code = EXIT_FINDINGS
 
 
 Piece = bytes | tuple[int, int]  # literal bytes, or (offset, length) of the source file

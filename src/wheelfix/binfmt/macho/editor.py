@@ -48,6 +48,7 @@ from wheelfix.binfmt.macho.reader import (
     parse_macho,
     parse_slice,
 )
+from wheelfix.errors import EXIT_FINDINGS, Error
 
 Buffer = bytes | bytearray | mmap.mmap
 SignMode = Literal["auto", "always", "never"]
@@ -72,8 +73,10 @@ LC_CODE_SIGNATURE_SIZE = 16
 SIGNATURE_ALIGN = 16  # lld puts the signature at a 16-byte boundary of __LINKEDIT
 
 
-class MachOEditError(ValueError):
+class MachOEditError(Error, ValueError):
     """An edit cannot be made as asked (a name missing, a duplicate, an unsupported layout)."""
+
+    exit_code = EXIT_FINDINGS
 
 
 class NoRoomError(MachOEditError):
