@@ -24,6 +24,7 @@ from wheelfix.repair.patch import Replacement, patch_wheel
 from wheelfix.repair.plan import WheelPlan
 from wheelfix.wheel.archive import DEFAULT_LIMITS, Limits, WheelArchive
 from wheelfix.wheel.atomic import copy_atomically
+from wheelfix.wheel.manifest import MANIFEST_NAME
 from wheelfix.wheel.writer import write_wheel
 
 __all__ = ["Pipeline"]
@@ -140,12 +141,29 @@ class Pipeline:
         for plan, members in zip(plans, patched, strict=True):
             archive = self.archive_for(plan)
             dest = outdir / archive.path.name
+            replaced, added = _with_manifest(archive, plan, members)
             try:
-                if members:
-                    write_wheel(archive, dest, members, level=level, jobs=self.jobs)
+                if replaced or added:
+                    write_wheel(archive, dest, replaced, level=level, jobs=self.jobs, additions=added)
                 else:
                     copy_atomically(archive.fileno(), dest)
             except OSError as e:
                 raise OutputError(f"{dest}: cannot write: {e.strerror or e}") from None
             written.append(dest)
         return written
+
+
+def _with_manifest(
+    archive: WheelArchive, plan: WheelPlan, members: dict[str, Replacement]
+) -> tuple[dict[str, Replacement], dict[str, bytes]]:
+    """The replacements and new members of a repaired wheel: the patched binaries, and the repair manifest
+    (``<dist-info>/wheelfix.json``, merged into the one an earlier repair left)."""
+    from wheelfix import __version__
+
+    manifest = plan.manifest(__version__)
+    if manifest is None:
+        return members, {}
+    name = f"{archive.meta.dist_info}/{MANIFEST_NAME}"
+    if any(i.filename == name for i in archive.members):
+        return {**members, name: manifest.to_json()}, {}
+    return members, {name: manifest.to_json()}

@@ -623,10 +623,17 @@ def _repair(result: Result, wheel: Path, work: Path, store: FakeStore | MachOSto
     with zipfile.ZipFile(wheel) as before, zipfile.ZipFile(repaired) as after:
         old = {i.filename: i.CRC for i in before.infolist()}
         new = {i.filename: i.CRC for i in after.infolist()}
-        if set(old) != set(new):
+        manifest = {n for n in new if n.endswith(".dist-info/wheelfix.json") and n.count("/") == 1}
+        if planned and len(manifest) != 1:
+            result.errors.append(
+                "repair: no repair manifest (<dist-info>/wheelfix.json) in the patched wheel"
+            )
+        if set(old) ^ set(new) - manifest:
             result.errors.append(f"repair: member list changed: {sorted(set(old) ^ set(new))[:5]}")
         changed = {
-            name for name in new if old.get(name) != new[name] and not name.endswith(".dist-info/RECORD")
+            name
+            for name in new
+            if old.get(name) != new[name] and not name.endswith(".dist-info/RECORD") and name not in manifest
         }
         if not changed.issubset(planned):
             result.errors.append(f"repair: unplanned changes: {sorted(changed - planned)[:5]}")

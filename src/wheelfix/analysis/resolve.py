@@ -50,6 +50,7 @@ from wheelfix.analysis.policy import is_glibc, is_gpu_driver, is_libpython, many
 from wheelfix.analysis.scan import ElfMember, MachOMember, WheelScan
 from wheelfix.binfmt.macho.reader import MachOSlice
 from wheelfix.wheel.archive import VIRTUAL_PREFIX, virtual_dir
+from wheelfix.wheel.manifest import RepairManifest
 
 __all__ = ["BUILD_MACHINE_PREFIXES", "NIX_STORE", "analyze", "elf_kind", "macho_kind"]
 
@@ -166,8 +167,35 @@ def _store_dirs(dirs: Sequence[SearchDir]) -> list[str]:
 
 def _in_store(where: str) -> Resolution:
     return Resolution(
-        Outcome.NIX_STORE, f"expected in {where}: pinned by a repair; not looked up on this host"
+        Outcome.NIX_STORE,
+        f"expected in {where}: pinned by a repair; not looked up on this host "
+        "(no repair manifest: taken at the binary's word)",
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Pin:
+    """What a repair manifest says of one need of one binary slice."""
+
+    resolution: Resolution | None  # the need is pinned to a store directory the repair chose
+    note: str  # else: why not, appended to the need's ordinary classification
+
+
+def _pinned(
+    manifest: RepairManifest | None, member: str, arch: str, name: str, store: Sequence[str], where: str
+) -> _Pin:
+    """A need of a binary that names store directories (``store``): pinned to one of them only when the
+    repair manifest says the repair chose it for this need; without a manifest, taken at the binary's word."""
+    if manifest is None or not manifest.covers(member):
+        return _Pin(_in_store(where), "")
+    chosen = manifest.provider(member, arch, name)
+    if chosen is not None and (chosen in store or name.startswith(chosen.rstrip("/") + "/")):
+        return _Pin(
+            Resolution(Outcome.NIX_STORE, f"in {chosen}, where the repair pointed it (repair manifest)"), ""
+        )
+    if manifest.allowed(member, arch, name):
+        return _Pin(None, " (left unresolved with --allow when the wheel was repaired)")
+    return _Pin(None, " (the repair manifest names no store directory for it)")
 
 
 # --- ELF (ld.so) ------------------------------------------------------------------------------------------
@@ -229,6 +257,7 @@ class _Resolver:
                 if key:
                     self.by_soname.setdefault(key, []).append(n)
         self.allowlist = manylinux_allowlist()
+        self.manifests = [s.manifest for s in scans]
 
     @staticmethod
     def _compatible(a: _Node, b: _Node) -> bool:
@@ -261,7 +290,17 @@ class _Resolver:
                     if self._compatible(node, cand):
                         return self._found(node, cand, "an absolute path", True), cand
                 if name.startswith(NIX_STORE):
-                    return _in_store(f"the absolute path {name}"), None
+                    pin = _pinned(
+                        self.manifests[node.wheel_index],
+                        node.binary.member,
+                        node.binary.elf.machine,
+                        name,
+                        [parent],
+                        f"the absolute path {name}",
+                    )
+                    if pin.resolution is not None:
+                        return pin.resolution, None
+                    return Resolution(Outcome.UNRESOLVED, f"absolute path in the store{pin.note}"), None
                 return Resolution(Outcome.UNRESOLVED, "absolute path outside the wheels"), None
             return Resolution(Outcome.UNRESOLVED, "path relative to the current directory"), None
         for d in dirs:
@@ -273,28 +312,44 @@ class _Resolver:
         return self._classify(node, name, dirs), None
 
     def _classify(self, node: _Node, name: str, dirs: Sequence[SearchDir] = ()) -> Resolution:
-        if is_glibc(name):
-            return Resolution(Outcome.GLIBC, "part of glibc")
-        if is_gpu_driver(name):
-            return Resolution(
-                Outcome.GPU_DRIVER, "comes with the GPU driver (on NixOS: /run/opengl-driver/lib)"
-            )
-        if is_libpython(name):
-            return Resolution(
-                Outcome.PYTHON, "the interpreter's libpython, already loaded by a shared Python"
-            )
+        known = _host_provided(name)
+        if known is not None:
+            return known
+        note = ""
         store = _store_dirs(dirs)
         if store:  # a repaired binary: ld.so will look in these before the system's directories
-            return _in_store(f"its search path's store directories ({', '.join(store)})")
+            pin = _pinned(
+                self.manifests[node.wheel_index],
+                node.binary.member,
+                node.binary.elf.machine,
+                name,
+                store,
+                f"its search path's store directories ({', '.join(store)})",
+            )
+            if pin.resolution is not None:
+                return pin.resolution
+            note = pin.note
         present = [c for c in self.by_soname.get(name, []) if self._compatible(node, c)]
         if present:
             present.sort(key=lambda c: (c.wheel_index != node.wheel_index, _node_key(c)))
             return self._found(node, present[0], None, False)
         if name in self.allowlist:
             return Resolution(
-                Outcome.MANYLINUX, "allowed by the manylinux policy (expected on the system; absent on Nix)"
+                Outcome.MANYLINUX,
+                "allowed by the manylinux policy (expected on the system; absent on Nix)" + note,
             )
-        return Resolution(Outcome.UNRESOLVED, "not in the wheels and not a system library")
+        return Resolution(Outcome.UNRESOLVED, "not in the wheels and not a system library" + note)
+
+
+def _host_provided(name: str) -> Resolution | None:
+    """glibc, the GPU driver and libpython: on every host that runs the binary, never looked up."""
+    if is_glibc(name):
+        return Resolution(Outcome.GLIBC, "part of glibc")
+    if is_gpu_driver(name):
+        return Resolution(Outcome.GPU_DRIVER, "comes with the GPU driver (on NixOS: /run/opengl-driver/lib)")
+    if is_libpython(name):
+        return Resolution(Outcome.PYTHON, "the interpreter's libpython, already loaded by a shared Python")
+    return None
 
 
 def _elf_needs(r: _Resolver, n: _Node, dirs: Sequence[SearchDir]) -> tuple[Need, ...]:
@@ -413,11 +468,15 @@ class _MachOResolver:
                     self.nodes.append(_MNode(i, scan.meta.filename, m, sl, path))
         self.by_path: dict[str, list[_MNode]] = {}
         self.by_name: dict[str, list[_MNode]] = {}
+        self.manifests = [s.manifest for s in scans]
         for n in sorted(self.nodes, key=lambda n: (n.wheel, n.binary.member, n.sl.arch)):
             self.by_path.setdefault(n.abspath, []).append(n)
             self.by_name.setdefault(posixpath.basename(n.abspath), []).append(n)
             if n.sl.id_dylib is not None:
                 self.by_name.setdefault(posixpath.basename(n.sl.id_dylib.name), []).append(n)
+
+    def _pin(self, node: _MNode, name: str, store: Sequence[str], where: str) -> _Pin:
+        return _pinned(self.manifests[node.wheel_index], node.binary.member, node.sl.arch, name, store, where)
 
     def _at(self, node: _MNode, path: str) -> _MNode | None:
         for cand in self.by_path.get(posixpath.normpath(path), []):
@@ -463,9 +522,15 @@ class _MachOResolver:
             if _PYTHON_FRAMEWORK.search(name):
                 return Resolution(Outcome.PYTHON, "the interpreter's Python framework / libpython"), None
             store = _store_dirs(dirs)
+            note = ""
             if store:
-                return _in_store(f"the store directories of its LC_RPATHs ({', '.join(store)})"), None
-            return self._unreachable(node, name, "not found through any LC_RPATH"), None
+                pin = self._pin(
+                    node, name, store, f"the store directories of its LC_RPATHs ({', '.join(store)})"
+                )
+                if pin.resolution is not None:
+                    return pin.resolution, None
+                note = pin.note
+            return self._unreachable(node, name, "not found through any LC_RPATH" + note), None
         if name.startswith("@loader_path/") or (node.is_executable and name.startswith("@executable_path/")):
             path = posixpath.normpath(posixpath.join(node.origin, name.partition("/")[2]))
             cand = self._at(node, path)
@@ -493,7 +558,10 @@ class _MachOResolver:
             if cand is not None:
                 return self._found(node, cand, "an absolute path", True), cand
             if name.startswith(NIX_STORE):
-                return _in_store(f"the absolute path {name}"), None
+                pin = self._pin(node, name, [posixpath.dirname(name)], f"the absolute path {name}")
+                if pin.resolution is not None:
+                    return pin.resolution, None
+                return self._unreachable(node, name, "absolute path in the store" + pin.note), None
             if name.startswith(BUILD_MACHINE_PREFIXES):
                 detail = "absolute path on the build machine (leaked install name; absent on other hosts)"
             else:

@@ -33,6 +33,7 @@ from wheelfix.wheel.archive import (
     WheelIdentity,
     WheelMeta,
 )
+from wheelfix.wheel.manifest import MANIFEST_NAME, ManifestError, RepairManifest
 
 __all__ = [
     "ElfMember",
@@ -88,6 +89,8 @@ class WheelScan:
     macho: tuple[MachOMember, ...]  # sorted by member name
     unsupported: tuple[UnsupportedBinary, ...]
     identity: WheelIdentity  # of the file scanned: a later open must find the same
+    warnings: tuple[Problem, ...] = ()  # deviations installers accept (refused with Limits.strict)
+    manifest: RepairManifest | None = None  # what an earlier wheelfix repair did (dist-info/wheelfix.json)
 
 
 def default_jobs() -> int:
@@ -223,6 +226,9 @@ def scan_archive(archive: WheelArchive, *, jobs: int | None = None) -> WheelScan
         problems.extend(member_problems)
         if binary is not None:
             found.append(binary)
+    manifest, warnings = None, list(archive.warnings)
+    if not problems:
+        manifest = _read_manifest(archive, problems if archive.limits.strict else warnings)
     if problems:
         raise BadInput(sorted(problems, key=lambda p: (p.member or "", p.message)))
     found.sort(key=lambda b: b.member)
@@ -236,4 +242,23 @@ def scan_archive(archive: WheelArchive, *, jobs: int | None = None) -> WheelScan
         macho=tuple(b for b in found if isinstance(b, MachOMember)),
         unsupported=tuple(b for b in found if isinstance(b, UnsupportedBinary)),
         identity=archive.identity,
+        warnings=tuple(warnings),
+        manifest=manifest,
     )
+
+
+def _read_manifest(archive: WheelArchive, complaints: list[Problem]) -> RepairManifest | None:
+    """The repair manifest, if the wheel has one; one that cannot be read is reported and ignored (the
+    binaries are then judged without it)."""
+    name = f"{archive.meta.dist_info}/{MANIFEST_NAME}"
+    info = next((i for i in archive.members if i.filename == name), None)
+    if info is None:
+        return None
+    if info.file_size > 64 << 20:
+        complaints.append(Problem(archive.display, name, "repair manifest over 64 MiB: ignored"))
+        return None
+    try:
+        return RepairManifest.from_json(b"".join(archive.iter_member(info, check_crc=True)))
+    except (ManifestError, CorruptMember) as e:
+        complaints.append(Problem(archive.display, name, f"repair manifest ignored: {e}"))
+        return None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -14,6 +16,7 @@ import click
 from wheelfix import __version__, api
 from wheelfix.analysis.check import UnknownTarget, parse_target
 from wheelfix.analysis.model import Analysis
+from wheelfix.analysis.scan import WheelScan
 from wheelfix.errors import (
     EXIT_BAD_INPUT,
     EXIT_FINDINGS,
@@ -26,6 +29,7 @@ from wheelfix.errors import (
 from wheelfix.render.github import render_github
 from wheelfix.render.jsondoc import check_document, dumps, inspect_document
 from wheelfix.render.text import render_check, render_inspect, render_missing, render_plan
+from wheelfix.repair.plan import WheelPlan
 from wheelfix.wheel.archive import DEFAULT_LIMITS, Limits
 from wheelfix.wheel.atomic import atomic_fd
 
@@ -46,39 +50,86 @@ class _Size(click.ParamType):  # type: ignore[type-arg]
         return int(m.group(1)) * _UNITS[m.group(2).upper()]
 
 
-def _scan_options(f: click.decorators.FC) -> click.decorators.FC:
-    f = click.option(
-        "--jobs",
-        "-j",
-        type=click.IntRange(min=1),
-        default=None,
-        help="Threads per wheel [default: cores, max 8].",
-    )(f)
-    f = click.option(
-        "--max-size",
-        type=_Size(),
-        default=DEFAULT_LIMITS.max_total,
-        show_default="32G",
-        help="Refuse a wheel whose members inflate to more than this in total (zip-bomb guard).",
-    )(f)
-    f = click.option(
-        "--max-ratio",
-        type=click.FloatRange(min=1),
-        default=DEFAULT_LIMITS.max_ratio,
-        show_default=True,
-        help=f"Refuse a member over {DEFAULT_LIMITS.ratio_min_size >> 20} MiB that inflates more than this "
-        "many times.",
-    )(f)
-    f = click.argument("wheels", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=True))(f)
-    return f
+@dataclass(frozen=True, slots=True)
+class ScanOptions:
+    """The options every command that reads wheels takes."""
+
+    wheels: tuple[Path, ...]
+    jobs: int | None
+    limits: Limits
 
 
-def _limits(max_size: int, max_ratio: float) -> Limits:
-    return Limits(max_total=max_size, max_ratio=max_ratio)
+def _scan_options(f: Callable[..., None]) -> Callable[..., None]:
+    """WHEELS, --jobs, --max-size, --max-ratio and --strict, handed to the command as one ``scan``."""
+
+    @functools.wraps(f)
+    def command(
+        *args: object,
+        wheels: tuple[Path, ...],
+        jobs: int | None,
+        max_size: int,
+        max_ratio: float,
+        strict: bool,
+        **kwargs: object,
+    ) -> None:
+        limits = Limits(max_total=max_size, max_ratio=max_ratio, strict=strict)
+        f(*args, scan=ScanOptions(wheels, jobs, limits), **kwargs)
+
+    decorated: Callable[..., None] = command
+    for option in (
+        click.option(
+            "--strict",
+            is_flag=True,
+            help="Refuse what installers accept but the wheel spec does not (hex RECORD digests, odd ELF "
+            "notes, ...) instead of warning.",
+        ),
+        click.option(
+            "--max-ratio",
+            type=click.FloatRange(min=1),
+            default=DEFAULT_LIMITS.max_ratio,
+            show_default=True,
+            help=f"Refuse a member over {DEFAULT_LIMITS.ratio_min_size >> 20} MiB that inflates more than "
+            "this many times.",
+        ),
+        click.option(
+            "--max-size",
+            type=_Size(),
+            default=DEFAULT_LIMITS.max_total,
+            show_default="32G",
+            help="Refuse a wheel whose members inflate to more than this in total (zip-bomb guard).",
+        ),
+        click.option(
+            "--jobs",
+            "-j",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Threads per wheel [default: cores, max 8].",
+        ),
+        click.argument("wheels", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=True)),
+    ):
+        decorated = option(decorated)
+    return decorated
 
 
-def _analyze(wheels: Sequence[Path], jobs: int | None, max_size: int, max_ratio: float) -> Analysis:
-    return api.inspect(wheels, limits=_limits(max_size, max_ratio), jobs=jobs)
+def _on_plan(plans: tuple[WheelPlan, ...], dry_run: bool) -> None:
+    _warn_scans(p.wheel.scan for p in plans)
+    click.echo(render_plan(plans, dry_run=dry_run), nl=False)
+
+
+def _warn_scans(scans: Iterable[WheelScan]) -> None:
+    for s in scans:
+        for problem in s.warnings:
+            click.echo(f"wheelfix: warning: {problem}", err=True)
+
+
+def _warn(analysis: Analysis) -> None:
+    _warn_scans(w.scan for w in analysis.wheels)
+
+
+def _analyze(scan: ScanOptions) -> Analysis:
+    analysis = api.inspect(scan.wheels, limits=scan.limits, jobs=scan.jobs)
+    _warn(analysis)
+    return analysis
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -94,14 +145,12 @@ def cli() -> None:
 @_scan_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (schema: wheelfix/schema/inspect-v1.json).")
 @click.option("--verbose", "-v", is_flag=True, help="Also list every binary with its own needs and paths.")
-def inspect(
-    wheels: tuple[Path, ...], jobs: int | None, max_size: int, max_ratio: float, as_json: bool, verbose: bool
-) -> None:
+def inspect(scan: ScanOptions, as_json: bool, verbose: bool) -> None:
     """Report what the binaries in WHEELS need and where each need resolves.
 
     Wheels given together are resolved against each other, as if installed in one environment.
     """
-    analysis = _analyze(wheels, jobs, max_size, max_ratio)
+    analysis = _analyze(scan)
     click.echo(
         dumps(inspect_document(analysis)) if as_json else render_inspect(analysis, verbose=verbose), nl=False
     )
@@ -123,10 +172,7 @@ def inspect(
     "--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text", show_default=True
 )
 def check(
-    wheels: tuple[Path, ...],
-    jobs: int | None,
-    max_size: int,
-    max_ratio: float,
+    scan: ScanOptions,
     target: str,
     allow: tuple[str, ...],
     fmt: str,
@@ -136,7 +182,7 @@ def check(
         parse_target(target)  # before the (possibly long) scan
     except UnknownTarget as e:
         raise click.BadParameter(str(e), param_hint="--target") from None
-    result = api.check(_analyze(wheels, jobs, max_size, max_ratio), target, allow=allow)
+    result = api.check(_analyze(scan), target, allow=allow)
     if fmt == "json":
         click.echo(dumps(check_document(result)), nl=False)
     elif fmt == "github":
@@ -192,10 +238,7 @@ def check(
     help="Deflate level for patched members (the others are copied compressed as they are).",
 )
 def repair(
-    wheels: tuple[Path, ...],
-    jobs: int | None,
-    max_size: int,
-    max_ratio: float,
+    scan: ScanOptions,
     outdir: Path,
     lib_paths: tuple[Path, ...],
     from_env: bool,
@@ -206,14 +249,14 @@ def repair(
     compression_level: int,
 ) -> None:
     """Write copies of WHEELS whose binaries find their libraries in the --lib-path directories."""
-    for w in wheels:
+    for w in scan.wheels:
         if w.exists() and outdir.exists() and outdir.resolve() == w.resolve().parent:
             raise click.BadParameter(
                 f"{outdir} holds the input {w.name}: it would be overwritten", param_hint="-o"
             )
     try:
         results = api.repair(
-            wheels,
+            scan.wheels,
             outdir,
             lib_paths=lib_paths,
             from_env=from_env,
@@ -222,11 +265,12 @@ def repair(
             interpreter=interpreter,
             dry_run=dry_run,
             compression_level=compression_level,
-            limits=_limits(max_size, max_ratio),
-            jobs=jobs,
-            on_plan=lambda plans: click.echo(render_plan(plans, dry_run=dry_run), nl=False),
+            limits=scan.limits,
+            jobs=scan.jobs,
+            on_plan=lambda plans: _on_plan(plans, dry_run),
         )
     except api.RepairIncomplete as e:
+        _warn_scans(p.wheel.scan for p in e.plans)
         click.echo(render_missing(e.plans), nl=False, err=True)
         sys.exit(EXIT_FINDINGS)
     for r in results:
@@ -350,10 +394,7 @@ def lookup(
 )
 @_kb_options
 def nix_fragment(
-    wheels: tuple[Path, ...],
-    jobs: int | None,
-    max_size: int,
-    max_ratio: float,
+    scan: ScanOptions,
     flavor: str,
     output: Path | None,
     data: Path | None,
@@ -363,9 +404,7 @@ def nix_fragment(
 
     Exit 1 if some library has no known nixpkgs package (the fragment lists it in a comment).
     """
-    fragment = api.nix_fragment(
-        _analyze(wheels, jobs, max_size, max_ratio), flavor, data=data, preferences=preferences
-    )
+    fragment = api.nix_fragment(_analyze(scan), flavor, data=data, preferences=preferences)
     if output is None:
         click.echo(fragment.text, nl=False)
     else:

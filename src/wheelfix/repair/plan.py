@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from wheelfix._enum import StrEnum
@@ -41,6 +41,8 @@ from wheelfix.analysis.resolve import BUILD_MACHINE_PREFIXES
 from wheelfix.binfmt.macho.editor import MachOEdits, slice_room, wants_signature
 from wheelfix.binfmt.macho.reader import MachOSlice
 from wheelfix.repair.libindex import LibIndex
+from wheelfix.wheel.archive import virtual_dir
+from wheelfix.wheel.manifest import ArchRecord, BinaryRecord, RepairManifest
 
 __all__ = [
     "ElfEdit",
@@ -73,6 +75,7 @@ class ElfEdit:
     added: tuple[tuple[str, str], ...]  # (soname, directory) that made a directory necessary
     old_interpreter: str | None
     new_interpreter: str | None  # None: unchanged
+    arch: str = ""  # the ELF machine
 
     @property
     def changes_path(self) -> bool:
@@ -83,9 +86,13 @@ class ElfEdit:
 
 @dataclass(frozen=True, slots=True)
 class Missing:
+    """A required need of ``member`` that no library directory has (or, in ``WheelPlan.allowed``, one that
+    ``--allow`` accepted unresolved)."""
+
     member: str
     soname: str
     outcome: Outcome
+    arch: str = ""  # the ELF machine or Mach-O slice
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +107,7 @@ class SliceEdit:
     resign: bool  # the slice gets a new ad-hoc signature (it was signed, or it is arm64)
     needed: int  # bytes of load commands after the edit
     available: int  # bytes there are for them (sizeofcmds + header padding)
+    provides: tuple[tuple[str, str], ...] = ()  # (install name after the edit, directory of the library)
 
     def edits(self) -> MachOEdits:
         return MachOEdits(
@@ -139,6 +147,39 @@ class WheelPlan:
     macho_edits: tuple[MachOEdit, ...]
     missing: tuple[Missing, ...]  # required needs found nowhere (the repair stops unless --allow)
     no_room: tuple[NoRoom, ...]  # Mach-O slices whose edit fits no strategy (the repair stops)
+    allowed: tuple[Missing, ...] = ()  # required needs found nowhere that --allow accepted
+
+    def manifest(self, tool_version: str) -> RepairManifest | None:
+        """What this repair does, for the repaired wheel's ``wheelfix.json`` (merged into the manifest an
+        earlier repair left); None when the plan changes nothing."""
+        if not self.changes:
+            return None
+        binaries: dict[str, BinaryRecord] = {}
+        allowed: dict[tuple[str, str], list[str]] = {}
+        for a in self.allowed:
+            allowed.setdefault((a.member, a.arch), []).append(a.soname)
+        for e in self.elf_edits:
+            provides = {soname: d for soname, d in e.added if d.startswith("/")}
+            arch = e.arch
+            binaries[e.member] = BinaryRecord(
+                format="elf",
+                archs={arch: ArchRecord(provides, tuple(allowed.get((e.member, arch), ())))},
+                search_kind=e.kind if e.changes_path else None,
+                added=tuple(dict.fromkeys(d for _, d in e.added)),
+                interpreter=e.new_interpreter,
+            )
+        for m in self.macho_edits:
+            binaries[m.member] = BinaryRecord(
+                format="macho",
+                archs={
+                    s.arch: ArchRecord(dict(s.provides), tuple(allowed.get((m.member, s.arch), ())))
+                    for s in m.slices
+                },
+                added=tuple(dict.fromkeys(d for s in m.slices for d in s.add_rpaths)),
+            )
+        new = RepairManifest(tool_version, binaries)
+        old = self.wheel.scan.manifest
+        return old.merged(new) if old is not None else new
 
     @property
     def complete(self) -> bool:
@@ -160,24 +201,104 @@ def _kept_entries(b: ElfAnalysis) -> list[str]:
     return kept
 
 
+@dataclass(slots=True)
+class _Found:
+    """What planning one wheel found: needs nothing provides, and those --allow accepted."""
+
+    missing: list[Missing]
+    allowed: list[Missing]
+
+    def unmet(self, member: str, soname: str, outcome: Outcome, arch: str, allow: Sequence[str]) -> None:
+        (self.allowed if _allowed(soname, allow) else self.missing).append(
+            Missing(member, soname, outcome, arch)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Tree:
+    """Where each binary of the wheel set lands in the virtual install tree (see
+    :func:`wheelfix.wheel.archive.virtual_dir`), by (wheel file name, member)."""
+
+    paths: Mapping[tuple[str, str], str]
+
+    @classmethod
+    def of(cls, analysis: Analysis) -> _Tree:
+        paths: dict[tuple[str, str], str] = {}
+        for w in analysis.wheels:
+            meta = w.scan.meta
+            for b in w.scan.elf:
+                base = virtual_dir(b.location.scheme, analysis.python_version, meta.name)
+                paths[(meta.filename, b.member)] = posixpath.join(base, b.location.path)
+        return cls(paths)
+
+    def origin_dir(self, wheel: str, member: str, provider_wheel: str, provider: str) -> str | None:
+        """``$ORIGIN``-relative directory of ``provider`` as seen from ``member``."""
+        here = self.paths.get((wheel, member))
+        there = self.paths.get((provider_wheel, provider))
+        if here is None or there is None:
+            return None
+        rel = posixpath.relpath(posixpath.dirname(there), posixpath.dirname(here))
+        return "$ORIGIN" if rel == "." else f"$ORIGIN/{rel}"
+
+
+def _search_additions(
+    b: ElfAnalysis, wheel: str, index: LibIndex, allow: Sequence[str], found: _Found, tree: _Tree
+) -> list[tuple[str, str]]:
+    """(soname, directory) to add: each external need found in the library directories, and each library
+    the wheels ship that is not on the binary's search path (it loads today only if something else loaded
+    it first: torch's test_shim and libtorch.so). The second kind is added relative to ``$ORIGIN``, as the
+    directory the wheel installs it to."""
+    elf = b.binary.elf
+    added: list[tuple[str, str]] = []
+    for need in b.needs:
+        res = need.resolution
+        if res.outcome in (Outcome.BUNDLED, Outcome.OTHER_WHEEL) and not res.reachable and need.required:
+            if res.member is not None and res.wheel is not None:
+                d = tree.origin_dir(wheel, b.binary.member, res.wheel, res.member)
+                if d is not None:
+                    added.append((need.soname, d))
+            continue
+        if res.outcome not in _NEEDS_A_PATH:
+            continue
+        lib = index.find_elf(need.soname, elf)
+        if lib is not None:
+            added.append((need.soname, lib.directory))
+        elif need.required:
+            found.unmet(b.binary.member, need.soname, res.outcome, elf.machine, allow)
+    return added
+
+
+def _plan_interpreter(
+    b: ElfAnalysis, index: LibIndex, allow: Sequence[str], interpreter: str | None, found: _Found
+) -> str | None:
+    """The new PT_INTERP of an executable, or None to leave it; an executable whose loader is found nowhere
+    is a missing need (keeping /lib64/ld-linux-x86-64.so.2, it does not run on NixOS)."""
+    elf = b.binary.elf
+    if elf.interpreter is None:
+        return None
+    wanted = interpreter
+    if wanted is None:
+        loader = index.find_elf(posixpath.basename(elf.interpreter), elf)
+        wanted = loader.path if loader is not None else None
+    if wanted is None and not elf.interpreter.startswith("/nix/store/"):
+        found.unmet(
+            b.binary.member, posixpath.basename(elf.interpreter), Outcome.UNRESOLVED, elf.machine, allow
+        )
+    return wanted if wanted is not None and wanted != elf.interpreter else None
+
+
 def _plan_binary(
     b: ElfAnalysis,
     index: LibIndex,
     allow: Sequence[str],
     rpath_kind: str,
     interpreter: str | None,
-) -> tuple[ElfEdit | None, list[Missing]]:
+    found: _Found,
+    tree: _Tree,
+    wheel: str,
+) -> ElfEdit | None:
     elf = b.binary.elf
-    missing: list[Missing] = []
-    added: list[tuple[str, str]] = []
-    for need in b.needs:
-        if need.resolution.outcome not in _NEEDS_A_PATH:
-            continue
-        found = index.find_elf(need.soname, elf)
-        if found is not None:
-            added.append((need.soname, found.directory))
-        elif need.required and not any(fnmatch.fnmatchcase(need.soname, g) for g in allow):
-            missing.append(Missing(b.binary.member, need.soname, need.resolution.outcome))
+    added = _search_additions(b, wheel, index, allow, found, tree)
     old_kind = "RUNPATH" if elf.runpath is not None else "RPATH" if elf.rpath is not None else None
     old_value = elf.runpath if elf.runpath is not None else elf.rpath
     # A binary with neither tag gets DT_RUNPATH, unless it finds something through a loader's DT_RPATH
@@ -190,37 +311,23 @@ def _plan_binary(
     for _soname, directory in added:
         if directory not in entries:
             entries.append(directory)
-    new_value = ":".join(entries)
-    new_interp: str | None = None
-    if elf.interpreter is not None:
-        wanted = interpreter
-        if wanted is None:
-            loader = index.find_elf(posixpath.basename(elf.interpreter), elf)
-            wanted = loader.path if loader is not None else None
-        if wanted is not None and wanted != elf.interpreter:
-            new_interp = wanted
-        loader_name = posixpath.basename(elf.interpreter)
-        if (
-            wanted is None
-            and not elf.interpreter.startswith("/nix/store/")
-            and not any(fnmatch.fnmatchcase(loader_name, g) for g in allow)
-        ):  # an executable that keeps /lib64/ld-linux-x86-64.so.2 does not run on NixOS
-            missing.append(Missing(b.binary.member, loader_name, Outcome.UNRESOLVED))
+    new_interp = _plan_interpreter(b, index, allow, interpreter, found)
     edit = ElfEdit(
         member=b.binary.member,
         kind=kind,
         old_value=old_value,
         old_kind=old_kind,
-        new_value=new_value,
+        new_value=":".join(entries),
         added=tuple(added),
         old_interpreter=elf.interpreter,
         new_interpreter=new_interp,
+        arch=elf.machine,
     )
     if not added and new_interp is None and (kind == old_kind or old_kind is None):
-        return None, missing  # nothing to add: the binary is not touched
+        return None  # nothing to add: the binary is not touched
     if not edit.changes_path and new_interp is None:
-        return None, missing
-    return edit, missing
+        return None
+    return edit
 
 
 def _allowed(name: str, allow: Sequence[str]) -> bool:
@@ -235,8 +342,8 @@ def _plan_slice(
     view: ArchView,
     libs: LibIndex,
     allow: Sequence[str],
-) -> tuple[SliceEdit | None, list[Missing], NoRoom | None]:
-    missing: list[Missing] = []
+    unmet: _Found,
+) -> tuple[SliceEdit | None, NoRoom | None]:
     found: list[tuple[str, str, str]] = []  # (install name, file, directory)
     for need in view.needs:
         if need.resolution.outcome is not Outcome.UNRESOLVED or any(n == need.soname for n, _, _ in found):
@@ -244,10 +351,10 @@ def _plan_slice(
         lib = libs.find_macho(need.soname, sl.arch)
         if lib is not None:
             found.append((need.soname, lib.path, lib.directory))
-        elif need.required and not _allowed(need.soname, allow):
-            missing.append(Missing(member, need.soname, need.resolution.outcome))
+        elif need.required:
+            unmet.unmet(member, need.soname, need.resolution.outcome, sl.arch, allow)
     if not found:
-        return None, missing, None
+        return None, None
     by_name = MachOEdits(change_names={name: path for name, path, _ in found})
     rpath_dirs: list[str] = []
     for name, _path, directory in found:
@@ -264,8 +371,9 @@ def _plan_slice(
     rooms = [(strategy, edits, slice_room(sl, index, edits)) for strategy, edits in candidates]
     for strategy, edits, room in rooms:
         if not edits:  # the store directories are LC_RPATHs already: dyld finds the libraries there
-            return None, missing, None
+            return None, None
         if room.missing == 0:
+            provides = tuple((edits.change_names.get(name, name), directory) for name, _, directory in found)
             return (
                 SliceEdit(
                     arch=sl.arch,
@@ -276,28 +384,26 @@ def _plan_slice(
                     resign=wants_signature(sl),
                     needed=room.needed,
                     available=room.available,
+                    provides=provides,
                 ),
-                missing,
                 None,
             )
     best = min((room for _, _, room in rooms), key=lambda r: r.needed)
-    return None, missing, NoRoom(member, sl.arch, best.needed, best.available)
+    return None, NoRoom(member, sl.arch, best.needed, best.available)
 
 
 def _plan_macho(
-    m: MachOAnalysis, libs: LibIndex, allow: Sequence[str]
-) -> tuple[MachOEdit | None, list[Missing], list[NoRoom]]:
-    missing: list[Missing] = []
+    m: MachOAnalysis, libs: LibIndex, allow: Sequence[str], found: _Found
+) -> tuple[MachOEdit | None, list[NoRoom]]:
     no_room: list[NoRoom] = []
     slices: list[SliceEdit] = []
     for index, (sl, view) in enumerate(zip(m.binary.macho.slices, m.slices, strict=True)):
-        edit, miss, room = _plan_slice(m.binary.member, sl, index, view, libs, allow)
-        missing.extend(miss)
+        edit, room = _plan_slice(m.binary.member, sl, index, view, libs, allow, found)
         if room is not None:
             no_room.append(room)
         if edit is not None:
             slices.append(edit)
-    return (MachOEdit(m.binary.member, tuple(slices)) if slices else None), missing, no_room
+    return (MachOEdit(m.binary.member, tuple(slices)) if slices else None), no_room
 
 
 def plan_repair(
@@ -308,22 +414,33 @@ def plan_repair(
     rpath_kind: str = "keep",
     interpreter: str | None = None,
 ) -> tuple[WheelPlan, ...]:
+    """Decide every edit of every wheel of ``analysis`` against the libraries of ``index``."""
+    tree = _Tree.of(analysis)
     plans = []
     for w in analysis.wheels:
-        edits: list[ElfEdit] = []
-        missing: list[Missing] = []
-        for b in w.elf:
-            edit, miss = _plan_binary(b, index, allow, rpath_kind, interpreter)
-            missing.extend(miss)
-            if edit is not None:
-                edits.append(edit)
+        found = _Found([], [])
+        elf_edits = [
+            e
+            for b in w.elf
+            if (
+                e := _plan_binary(b, index, allow, rpath_kind, interpreter, found, tree, w.scan.meta.filename)
+            )
+        ]
         macho_edits: list[MachOEdit] = []
         no_room: list[NoRoom] = []
         for m in w.macho:
-            medit, miss, rooms = _plan_macho(m, index, allow)
-            missing.extend(miss)
+            medit, rooms = _plan_macho(m, index, allow, found)
             no_room.extend(rooms)
             if medit is not None:
                 macho_edits.append(medit)
-        plans.append(WheelPlan(w, tuple(edits), tuple(macho_edits), tuple(missing), tuple(no_room)))
+        plans.append(
+            WheelPlan(
+                w,
+                tuple(elf_edits),
+                tuple(macho_edits),
+                tuple(found.missing),
+                tuple(no_room),
+                tuple(found.allowed),
+            )
+        )
     return tuple(plans)

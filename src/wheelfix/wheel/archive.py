@@ -53,13 +53,15 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Bomb guards. A member is suspicious when it is larger than ``ratio_min_size`` *and* inflates more
-    than ``max_ratio`` times; the whole archive when its members add up to more than ``max_total``."""
+    """Bomb guards and the input policy. A member is suspicious when it is larger than ``ratio_min_size``
+    *and* inflates more than ``max_ratio`` times; the whole archive when its members add up to more than
+    ``max_total``. ``strict`` turns the deviations that installers accept (warnings) into refusals."""
 
     max_total: int = 32 * _GiB
     max_ratio: float = 200.0
     ratio_min_size: int = 16 * _MiB
     max_members: int = 1_000_000
+    strict: bool = False  # refuse the deviations installers accept (hex RECORD digests, odd ELF notes, ...)
 
 
 DEFAULT_LIMITS = Limits()
@@ -145,56 +147,121 @@ def _is_symlink(info: zipfile.ZipInfo) -> bool:
     return info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16)
 
 
-def _parse_record(data: bytes, file: str, record_name: str) -> tuple[dict[str, RecordEntry], list[Problem]]:
-    problems: list[Problem] = []
+def _decode_digest(text: str, size: int) -> tuple[bytes, str | None] | None:
+    """A RECORD digest: urlsafe base64 without padding as the spec says, or (with a note saying which) the
+    other encodings installers accept without looking: padded or standard base64, hexadecimal."""
+    if re.fullmatch(r"[A-Za-z0-9_-]*", text):
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        except (ValueError, TypeError):
+            raw = b""
+        if len(raw) == size:
+            return raw, None
+    if len(text) == 2 * size and re.fullmatch(r"[0-9A-Fa-f]*", text):
+        return bytes.fromhex(text), "hexadecimal"
+    if re.fullmatch(r"[A-Za-z0-9+/_-]*={0,2}", text):
+        try:
+            raw = base64.b64decode(
+                text.replace("-", "+").replace("_", "/") + "=" * (-len(text.rstrip("=")) % 4)
+            )
+        except (ValueError, TypeError):
+            return None
+        if len(raw) == size:
+            return raw, "padded or standard base64"
+    return None
+
+
+@dataclass(slots=True)
+class _Report:
+    """Problems (the input is refused) and deviations that installers accept (a warning; refused too under
+    ``strict``). Deviations of one kind are reported once, counted, with the first few members named."""
+
+    file: str
+    strict: bool
+    problems: list[Problem]
+    deviations: dict[tuple[str | None, str], list[str]]
+
+    def problem(self, member: str | None, message: str) -> None:
+        self.problems.append(Problem(self.file, member, message))
+
+    def deviation(self, where: str | None, kind: str, member: str) -> None:
+        """``kind`` happened for ``member`` (inside ``where``, e.g. RECORD)."""
+        self.deviations.setdefault((where, kind), []).append(member)
+
+    def warnings(self) -> list[Problem]:
+        out: list[Problem] = []
+        for (where, kind), members in self.deviations.items():
+            if len(members) == 1:
+                out.append(
+                    Problem(self.file, where, f"{kind}: {members[0]}")
+                    if where
+                    else Problem(self.file, members[0], kind)
+                )
+                continue
+            shown = ", ".join(members[:3]) + (f", +{len(members) - 3} more" if len(members) > 3 else "")
+            out.append(Problem(self.file, where, f"{kind}: {len(members)} members ({shown})"))
+        return out
+
+
+def _parse_record(data: bytes, report: _Report, record_name: str) -> dict[str, RecordEntry]:
     entries: dict[str, RecordEntry] = {}
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        return {}, [Problem(file, record_name, "RECORD is not UTF-8")]
+        report.problem(record_name, "RECORD is not UTF-8")
+        return {}
     try:
         rows = list(csv.reader(io.StringIO(text, newline="")))
     except csv.Error as e:
-        return {}, [Problem(file, record_name, f"RECORD is not valid CSV: {e}")]
+        report.problem(record_name, f"RECORD is not valid CSV: {e}")
+        return {}
     for lineno, row in enumerate(rows, 1):
         if not row:
             continue
         if len(row) != 3:
-            problems.append(Problem(file, record_name, f"line {lineno}: expected 3 fields, got {len(row)}"))
+            report.problem(record_name, f"line {lineno}: expected 3 fields, got {len(row)}")
             continue
-        path, hash_spec, size_text = row
-        algorithm: str | None = None
-        digest: bytes | None = None
-        size: int | None = None
-        if hash_spec:
-            algorithm, sep, b64 = hash_spec.partition("=")
-            if not sep or algorithm not in _RECORD_ALGORITHMS:
-                problems.append(
-                    Problem(file, record_name, f"line {lineno}: bad hash {hash_spec!r} for {path}")
-                )
-                continue
-            try:
-                digest = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4))
-            except (ValueError, TypeError):
-                problems.append(Problem(file, record_name, f"line {lineno}: bad base64 digest for {path}"))
-                continue
-            if len(digest) != hashlib.new(algorithm).digest_size:
-                problems.append(
-                    Problem(file, record_name, f"line {lineno}: digest has wrong length for {path}")
-                )
-                continue
-        if size_text:
-            if not size_text.isdigit():
-                problems.append(
-                    Problem(file, record_name, f"line {lineno}: bad size {size_text!r} for {path}")
-                )
-                continue
-            size = int(size_text)
-        if path in entries:
-            problems.append(Problem(file, record_name, f"line {lineno}: {path} listed twice"))
+        entry = _record_row(lineno, row, report, record_name)
+        if entry is None:
             continue
-        entries[path] = RecordEntry(path, algorithm, digest, size)
-    return entries, problems
+        if entry.path in entries:
+            report.problem(record_name, f"line {lineno}: {entry.path} listed twice")
+            continue
+        entries[entry.path] = entry
+    return entries
+
+
+def _record_row(lineno: int, row: list[str], report: _Report, record_name: str) -> RecordEntry | None:
+    path, hash_spec, size_text = row
+    algorithm: str | None = None
+    digest: bytes | None = None
+    size: int | None = None
+    if hash_spec:
+        algorithm, sep, encoded = hash_spec.partition("=")
+        if not sep or algorithm not in hashlib.algorithms_guaranteed or algorithm.startswith("shake_"):
+            report.problem(record_name, f"line {lineno}: bad hash {hash_spec!r} for {path}")
+            return None
+        decoded = _decode_digest(encoded, hashlib.new(algorithm).digest_size)
+        if decoded is None:
+            report.problem(
+                record_name, f"line {lineno}: digest of {path} is neither base64 nor hex of its size"
+            )
+            return None
+        digest, encoding = decoded
+        if encoding is not None:
+            report.deviation(
+                record_name, f"RECORD digest in {encoding}, not urlsafe base64 (still checked)", path
+            )
+        if algorithm not in _RECORD_ALGORITHMS:
+            report.deviation(
+                record_name, f"RECORD hash {algorithm}, weaker than sha256 (still checked)", path
+            )
+    if size_text:
+        if not size_text.isdigit():
+            report.problem(record_name, f"line {lineno}: bad size {size_text!r} for {path}")
+            return None
+        size = int(size_text)
+    return RecordEntry(path, algorithm, digest, size)
 
 
 def _read_small(zf: zipfile.ZipFile, info: zipfile.ZipInfo, file: str, limit: int = 64 * _MiB) -> bytes:
@@ -342,10 +409,11 @@ def _check_against_record(
     infos: list[zipfile.ZipInfo],
     members: list[zipfile.ZipInfo],
     dist_info: str,
-    file: str,
-) -> list[Problem]:
-    """Every file member is listed with a hash (and its size, when RECORD gives one); every row exists."""
-    problems: list[Problem] = []
+    report: _Report,
+) -> None:
+    """Every file member is listed with a hash (uv refuses a wheel that is not; a member's content is then
+    checked against it while it is read); a size that RECORD gets wrong, or a row for a file that is not
+    there, are deviations installers ignore."""
     record_name = f"{dist_info}/RECORD"
     exempt = {record_name, *(f"{dist_info}/{s}" for s in _RECORD_SIGNATURES)}
     for info in members:
@@ -353,16 +421,15 @@ def _check_against_record(
         if info.filename in exempt:
             continue
         if entry is None:
-            problems.append(Problem(file, info.filename, "not listed in RECORD"))
+            report.problem(info.filename, "not listed in RECORD")
         elif entry.digest is None:
-            problems.append(Problem(file, info.filename, "RECORD has no hash for it"))
+            report.problem(info.filename, "RECORD has no hash for it")
         elif entry.size is not None and entry.size != info.file_size:
-            problems.append(
-                Problem(file, info.filename, f"size {info.file_size} does not match RECORD ({entry.size})")
+            report.deviation(
+                None, f"size {info.file_size} does not match RECORD ({entry.size})", info.filename
             )
-    listed_missing = sorted(set(record) - {i.filename for i in infos})
-    problems.extend(Problem(file, p, "listed in RECORD but not in the archive") for p in listed_missing)
-    return problems
+    for path in sorted(set(record) - {i.filename for i in infos}):
+        report.deviation(None, "listed in RECORD but not in the archive", path)
 
 
 class WheelArchive:
@@ -378,6 +445,7 @@ class WheelArchive:
         record: dict[str, RecordEntry],
         record_bytes: bytes,
         limits: Limits,
+        warnings: tuple[Problem, ...] = (),
     ) -> None:
         self.path = path
         self.meta = meta
@@ -385,6 +453,7 @@ class WheelArchive:
         self.record = record
         self.record_bytes = record_bytes  # RECORD as stored (the writer edits it line by line)
         self.limits = limits  # the limits it was validated with
+        self.warnings = warnings  # deviations installers accept (see Limits.strict)
         self._zf = zf
         assert zf.fp is not None
         self._fd: int = zf.fp.fileno()
@@ -440,7 +509,8 @@ class WheelArchive:
     @classmethod
     def _validated(cls, path: Path, zf: zipfile.ZipFile, limits: Limits) -> WheelArchive:
         file = str(path)
-        problems: list[Problem] = []
+        report = _Report(file, limits.strict, [], {})
+        problems = report.problems
         infos = zf.infolist()
         if len(infos) > limits.max_members:
             raise BadInput(
@@ -462,10 +532,10 @@ class WheelArchive:
                 problems.append(Problem(file, record_name, "missing"))
             else:
                 record_bytes = _read_small(zf, by_name[record_name], file)
-                record, rproblems = _parse_record(record_bytes, file, record_name)
-                problems.extend(rproblems)
-                if not rproblems:
-                    problems.extend(_check_against_record(record, infos, entries.members, dist_info, file))
+                before = len(problems)
+                record = _parse_record(record_bytes, report, record_name)
+                if len(problems) == before:
+                    _check_against_record(record, infos, entries.members, dist_info, report)
             if name is not None and version is not None:
                 meta = WheelMeta(
                     filename=path.name,
@@ -477,10 +547,13 @@ class WheelArchive:
                     dist_info=dist_info,
                     data_dir=dist_info[: -len(".dist-info")] + ".data",
                 )
+        warnings = report.warnings()
+        if limits.strict:
+            problems.extend(warnings)
         if problems:
             raise BadInput(problems)
         assert meta is not None
-        return cls(path, zf, meta, tuple(entries.members), record, record_bytes, limits)
+        return cls(path, zf, meta, tuple(entries.members), record, record_bytes, limits, tuple(warnings))
 
     def data_offset(self, info: zipfile.ZipInfo) -> int:
         """Where the member's (compressed) data starts, after checking its local header."""

@@ -350,13 +350,25 @@ def _record_hash(digest: bytes) -> str:
     return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-def _edit_record(record: bytes, rows: Mapping[str, tuple[bytes, int]]) -> bytes:
-    """RECORD with the rows of ``rows`` (path -> (sha256 digest, size)) rewritten, every other line as is."""
+def _record_line(path: str, digest: bytes, size: int, ending: str) -> bytes:
+    text = io.StringIO()
+    csv.writer(text, lineterminator=ending).writerow([path, _record_hash(digest), size])
+    return text.getvalue().encode("utf-8")
+
+
+def _edit_record(
+    record: bytes, rows: Mapping[str, tuple[bytes, int]], added: Mapping[str, tuple[bytes, int]] | None = None
+) -> bytes:
+    """RECORD with the rows of ``rows`` (path -> (sha256 digest, size)) rewritten, every other line as is,
+    and a row for each of ``added`` (new members) before RECORD's own row (or at the end)."""
     out: list[bytes] = []
     seen: set[str] = set()
+    record_row: int | None = None
+    usual = b"\n"  # the line ending RECORD uses, for rows it gets
     for line in record.splitlines(keepends=True):  # bytes: splits on \n, \r\n and \r only
         body = line.rstrip(b"\r\n")
         ending = line[len(body) :]
+        usual = ending or usual
         try:
             parsed = list(csv.reader([body.decode("utf-8")], strict=True))
         except (UnicodeDecodeError, csv.Error):
@@ -364,6 +376,8 @@ def _edit_record(record: bytes, rows: Mapping[str, tuple[bytes, int]]) -> bytes:
             continue
         row = parsed[0] if len(parsed) == 1 else []
         path = row[0] if row else None
+        if path is not None and path.endswith(".dist-info/RECORD") and path.count("/") == 1:
+            record_row = len(out)
         if path is None or path not in rows:
             out.append(line)
             continue
@@ -373,12 +387,16 @@ def _edit_record(record: bytes, rows: Mapping[str, tuple[bytes, int]]) -> bytes:
             raise ValueError(f"RECORD row for {path} has {len(row)} fields, not 3")
         seen.add(path)
         digest, size = rows[path]
-        text = io.StringIO()
-        csv.writer(text, lineterminator=ending.decode("ascii")).writerow([path, _record_hash(digest), size])
-        out.append(text.getvalue().encode("utf-8"))
+        out.append(_record_line(path, digest, size, ending.decode("ascii")))
     missing = sorted(set(rows) - seen)
     if missing:
         raise ValueError(f"RECORD has no row for {', '.join(missing)}")
+    if added:
+        if out and not out[-1].endswith((b"\n", b"\r")):
+            out[-1] += usual
+        new = [_record_line(path, d, s, usual.decode("ascii")) for path, (d, s) in added.items()]
+        at = record_row if record_row is not None else len(out)
+        out[at:at] = new
     return b"".join(out)
 
 
@@ -490,7 +508,9 @@ def _thread_pool(workers: int) -> Iterator[ThreadPoolExecutor]:
     pool.shutdown(wait=True)
 
 
-def _check_request(source: _Source, replacements: Mapping[str, Replacement]) -> None:
+def _check_request(
+    source: _Source, replacements: Mapping[str, Replacement], additions: Mapping[str, bytes]
+) -> None:
     """Refuse what cannot be written, before any output exists."""
     names = [i.filename for i in source.entries]
     if len(set(names)) != len(names):
@@ -502,8 +522,23 @@ def _check_request(source: _Source, replacements: Mapping[str, Replacement]) -> 
             raise ValueError(f"{name} cannot be replaced (wheelfix writes it)")
         if name not in by_name or by_name[name].is_dir():
             raise ValueError(f"{name} is not a file member of {source.display}")
-    if replacements:  # a missing or malformed row fails now, before any output exists
-        _edit_record(source.record, dict.fromkeys(replacements, (b"", 0)))
+    for name in sorted(additions):
+        parts = name.split("/")
+        if name in by_name or name.rstrip("/") + "/" in by_name:
+            raise ValueError(f"{name} is already a member of {source.display}: replace it instead")
+        if not name or name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"{name!r} is not a safe member name")
+    if replacements or additions:  # a missing or malformed row fails now, before any output exists
+        _edit_record(source.record, dict.fromkeys(replacements, (b"", 0)), dict.fromkeys(additions, (b"", 0)))
+
+
+def _added_member(name: str, template: _Member) -> _Member:
+    """A new member, dated and attributed like ``template`` (RECORD), so the output stays reproducible."""
+    encoded = name.encode("utf-8")
+    utf8 = FLAG_UTF8 if not name.isascii() else 0
+    return replace(
+        template, name=encoded, flags=utf8, local_extra=b"", central_extra=b"", comment=b"", internal_attr=0
+    )
 
 
 def _zip_source(fd: int, zf: zipfile.ZipFile, display: str) -> _Source:
@@ -534,8 +569,10 @@ def write_wheel(
     *,
     level: int = 6,
     jobs: int | None = None,
+    additions: Mapping[str, bytes] | None = None,
 ) -> None:
-    """Write ``source`` to ``dest`` with the members named in ``replacements`` holding the new bytes.
+    """Write ``source`` to ``dest`` with the members named in ``replacements`` holding the new bytes, and the
+    new members of ``additions`` (listed in RECORD, written just before it).
 
     ``source`` is an open, validated :class:`~wheelfix.wheel.archive.WheelArchive` (the repair pipeline:
     the wheel is not opened again), or the path of a zip file. Unchanged members are copied compressed,
@@ -548,21 +585,28 @@ def write_wheel(
         raise ValueError(f"compression level {level} is not in -1..9")
     if jobs is not None and jobs < 1:
         raise ValueError(f"jobs must be at least 1, not {jobs}")
+    added = dict(additions or {})
     if isinstance(source, WheelArchive):
-        _write(_archive_source(source), Path(dest), replacements, level, jobs or _usable_cores())
+        _write(_archive_source(source), Path(dest), replacements, added, level, jobs or _usable_cores())
         return
     with open(source, "rb") as src, zipfile.ZipFile(src) as zf:
         _write(
             _zip_source(src.fileno(), zf, Path(source).name),
             Path(dest),
             replacements,
+            added,
             level,
             jobs or _usable_cores(),
         )
 
 
 def _write(
-    source: _Source, dest: Path, replacements: Mapping[str, Replacement], level: int, workers: int
+    source: _Source,
+    dest: Path,
+    replacements: Mapping[str, Replacement],
+    additions: Mapping[str, bytes],
+    level: int,
+    workers: int,
 ) -> None:
     try:
         dest_stat: os.stat_result | None = os.stat(dest)
@@ -570,7 +614,7 @@ def _write(
         dest_stat = None
     if dest_stat is not None and os.path.samestat(dest_stat, source.stat):
         raise ValueError(f"{dest} is the source wheel itself; write to another file")
-    _check_request(source, replacements)
+    _check_request(source, replacements, additions)
     src_fd = source.fd
     members = [_read_source_member(src_fd, source.stat.st_size, i) for i in source.entries]
     with atomic_fd(dest) as fd, _thread_pool(workers) as pool:
@@ -592,13 +636,17 @@ def _write(
                 m = _write_deflated(
                     out, sm.member, sp.chunks(src_fd), sp.size, partial(_Digest, sp.crc, sp.sha256)
                 )
-            elif name == source.record_name and replacements:
+            elif name == source.record_name and (replacements or additions):
+                for new_name, data in additions.items():
+                    at = out.pos
+                    new_member = _write_bytes(out, _added_member(new_name, sm.member), data, level)
+                    central.append(_central_header(new_member, at))
+                offset = out.pos
                 rows = {n: (deflater.digests[n].result().sha256, len(plain[n])) for n in order}
                 rows.update({n: (sp.sha256, sp.size) for n, sp in spliced.items()})
-                new_record = _edit_record(source.record, rows)
-                view = memoryview(new_record)
-                blocks = (_deflate_block(view, start, level) for start in _block_starts(len(view)))
-                m = _write_deflated(out, sm.member, blocks, len(view), partial(_digest, new_record))
+                added_rows = {n: (hashlib.sha256(d).digest(), len(d)) for n, d in additions.items()}
+                new_record = _edit_record(source.record, rows, added_rows)
+                m = _write_bytes(out, sm.member, new_record, level)
             else:
                 m = sm.member
                 out.write(_local_header(m, _local_zip64(m)))
@@ -608,6 +656,13 @@ def _write(
         for entry in central:
             out.write(entry)
         out.write(_end_records(len(central), cd_offset, out.pos - cd_offset, source.comment))
+
+
+def _write_bytes(out: _Output, member: _Member, data: bytes, level: int) -> _Member:
+    """Write ``member`` holding ``data`` (small: RECORD, the repair manifest), deflated in blocks."""
+    view = memoryview(data)
+    blocks = (_deflate_block(view, start, level) for start in _block_starts(len(view)))
+    return _write_deflated(out, member, blocks, len(view), partial(_digest, data))
 
 
 def _write_deflated(
