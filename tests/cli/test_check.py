@@ -7,9 +7,8 @@ from pathlib import Path
 
 import jsonschema
 
+from tests.support.cli import RunCli
 from wheelfix.render.jsondoc import load_schema
-
-from .conftest import RunCli
 
 
 def codes(stdout: str) -> list[tuple[str, str | None]]:

@@ -10,7 +10,6 @@ concurrently, each run in its own empty working directory; the tests then check 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -26,10 +25,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "testdata" / "wheels"))
-
-import generate  # noqa: E402
+from tests.support import synthetic as generate
+from tests.support.wheels import with_record, write_wheel
 
 ERROR = "wheelfix: error: "
 EVIL_SO = f"evil/_evil{generate.EXT_SUFFIX}"
@@ -442,30 +439,6 @@ def test_no_wheels_is_a_usage_error(tmp_path: Path) -> None:
 
 
 # --- a member the ELF reader chokes on -------------------------------------------------------------------
-
-
-def with_record(files: dict[str, bytes], dist_info: str) -> dict[str, bytes]:
-    """``files`` plus a correct ``<dist_info>/RECORD``."""
-    rows = []
-    for name, data in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        rows.append(f"{name},sha256={digest},{len(data)}\n")
-    rows.append(f"{dist_info}/RECORD,,\n")
-    return {**files, f"{dist_info}/RECORD": "".join(rows).encode()}
-
-
-def write_wheel(path: Path, files: dict[str, bytes]) -> Path:
-    """A minimal correct wheel for project ``evil`` holding ``files`` (plus METADATA, WHEEL, RECORD)."""
-    dist_info = "evil-1.0.dist-info"
-    files = {
-        **files,
-        f"{dist_info}/METADATA": b"Metadata-Version: 2.1\nName: evil\nVersion: 1.0\n",
-        f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: false\nTag: cp311-cp311-linux_x86_64\n",
-    }
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in with_record(files, dist_info).items():
-            zf.writestr(name, data)
-    return path
 
 
 def test_elf_member_with_deeply_nested_dlopen_note(tmp_path: Path) -> None:

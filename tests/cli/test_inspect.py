@@ -9,9 +9,9 @@ from typing import Any
 import jsonschema
 import pytest
 
+from tests.support.cli import RunCli
+from tests.support.paths import EXAMPLE_WHEEL
 from wheelfix.render.jsondoc import load_schema
-
-from .conftest import RunCli
 
 DEMO_EXT = "demo/_demo.cpython-311-x86_64-linux-gnu.so"
 DEMO_TOOL = "demo-1.0.data/scripts/demo-tool"
@@ -140,10 +140,7 @@ def test_result_does_not_depend_on_threads(run_cli: RunCli, wheels: dict[str, Pa
 
 
 def test_committed_example_wheel(run_cli: RunCli) -> None:
-    example = (
-        Path(__file__).parent.parent
-        / "testdata/wheels/wheelfix_example-1.0-cp311-cp311-manylinux_2_17_x86_64.whl"
-    )
+    example = EXAMPLE_WHEEL
     doc = inspect_json(run_cli, example)
     outcomes = {lib["soname"]: lib["outcome"] for lib in doc["wheels"][0]["libraries"]}
     assert outcomes == {"libz.so.1": "manylinux_policy", "libexdep.so.1": "bundled", "libc.so.6": "glibc"}

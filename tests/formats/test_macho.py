@@ -28,6 +28,19 @@ from typing import Any
 
 import pytest
 
+from tests.support import machobuild as mf
+from tests.support.machochecks import OTOOL_TAGS, check_against_llvm, first_content_offset, verify_signature
+from tests.support.oracles import (
+    OTOOL,
+    OtoolDylib,
+    objdump_dylibs_used,
+    objdump_private_headers,
+    objdump_universal_headers,
+    otool_header,
+    otool_L,
+    otool_l,
+)
+from tests.support.prereq import require_tool
 from wheelfix.binfmt import BinaryFormatError, detect_format
 from wheelfix.binfmt.macho.codesign import build_adhoc_signature, page_hashes, parse_signature, signature_size
 from wheelfix.binfmt.macho.editor import (
@@ -41,9 +54,6 @@ from wheelfix.binfmt.macho.editor import (
     sign_macho,
 )
 from wheelfix.binfmt.macho.reader import MachOInfo, MachOSlice, parse_macho
-
-from . import machofixtures as mf
-from .conftest import require_tool
 
 DEPS = (
     mf.Dep("/opt/homebrew/opt/libomp/lib/libomp.dylib", "l", "5.0.0", "5.0.0"),
@@ -189,112 +199,6 @@ def fx(tmp_path_factory: pytest.TempPathFactory) -> Fixtures:
 
 # --- reading ------------------------------------------------------------------------------------------
 
-OTOOL_TAGS = {
-    "LC_LOAD_DYLIB": (),
-    "LC_ID_DYLIB": (),
-    "LC_LOAD_WEAK_DYLIB": ("weak",),
-    "LC_REEXPORT_DYLIB": ("reexport",),
-    "LC_LAZY_LOAD_DYLIB": ("lazy",),
-    "LC_LOAD_UPWARD_DYLIB": ("upward",),
-}
-FILETYPE_NUMBERS = {"object": 1, "execute": 2, "dylib": 6, "bundle": 8}
-ZEROFILL = {0x1, 0xC, 0x12}
-
-
-def first_content_offset(commands: list[dict[str, Any]]) -> int:
-    """The lowest file offset of any section with content, from otool's numbers."""
-    return min(
-        int(s["offset"])
-        for c in commands
-        for s in c["sections"]
-        if int(s["offset"]) and int(s["size"], 16) and int(s["flags"], 16) & 0xFF not in ZEROFILL
-    )
-
-
-def check_against_llvm(sl: MachOSlice, thin: Path) -> None:
-    """Everything the reader says about ``sl`` against otool/objdump on the same slice as a thin file."""
-    header = mf.otool_header(thin)
-    assert (sl.cputype, sl.cpusubtype & 0xFFFFFF, sl.cpusubtype >> 24) == (
-        header["cputype"],
-        header["cpusubtype"],
-        header["caps"],
-    )
-    assert FILETYPE_NUMBERS[sl.filetype] == header["filetype"]
-    assert (sl.ncmds, sl.sizeofcmds, sl.flags) == (header["ncmds"], header["sizeofcmds"], header["flags"])
-    assert sl.bits == (64 if header["magic"] == 0xFEEDFACF else 32)
-
-    commands = mf.otool_l(thin)
-    detailed = mf.objdump_private_headers(thin)
-    assert len(commands) == len(detailed) == sl.ncmds
-    assert [c["cmd"] for c in commands] == [lc.name for lc in sl.load_commands]
-    assert [int(c["cmdsize"]) for c in commands] == [lc.size for lc in sl.load_commands]
-
-    segments = [c for c in commands if c["cmd"] in ("LC_SEGMENT_64", "LC_SEGMENT")]
-    assert len(segments) == len(sl.segments)
-    for theirs, ours in zip(segments, sl.segments, strict=True):
-        assert (theirs["segname"], int(theirs["vmaddr"], 16), int(theirs["vmsize"], 16)) == (
-            ours.name,
-            ours.vmaddr,
-            ours.vmsize,
-        )
-        assert (int(theirs["fileoff"]), int(theirs["filesize"]), int(theirs["nsects"])) == (
-            ours.fileoff,
-            ours.filesize,
-            len(ours.sections),
-        )
-        assert [
-            (s["segname"], s["sectname"], int(s["offset"]), int(s["size"], 16)) for s in theirs["sections"]
-        ] == [(s.segname, s.sectname, s.offset, s.size) for s in ours.sections]
-
-    dylib_cmds = [(i, c) for i, c in enumerate(commands) if c["cmd"] in OTOOL_TAGS]
-    ours_by_index = {d.index: d for d in (*sl.dylibs, *([sl.id_dylib] if sl.id_dylib else []))}
-    assert sorted(ours_by_index) == [i for i, _ in dylib_cmds]
-    for i, c in dylib_cmds:
-        d = ours_by_index[i]
-        assert (d.kind, d.name, d.current_version, d.compatibility_version) == (
-            c["cmd"],
-            c["name"],
-            c["current version"],
-            c["compatibility version"],
-        )
-        assert d.timestamp == int(str(c["time stamp"]).split()[0])
-    assert list(sl.rpaths) == [c["path"] for c in commands if c["cmd"] == "LC_RPATH"]
-
-    # otool -L: the id and the dylibs in load-command order, with weak/reexport/lazy/upward tags
-    listed = mf.otool_L(thin)
-    expected = [
-        mf.OtoolDylib(d.name, d.compatibility_version, d.current_version, OTOOL_TAGS[d.kind])
-        for _, d in sorted(ours_by_index.items())
-    ]
-    assert listed == expected
-
-    platforms = [
-        (c["cmd"], c["platform"] if c["cmd"] == "LC_BUILD_VERSION" else "macos")
-        for c in detailed
-        if c["cmd"] in ("LC_BUILD_VERSION", "LC_VERSION_MIN_MACOSX")
-    ]
-    assert [(p.kind, p.platform) for p in sl.platforms] == platforms
-    versions = [
-        (c["minos"] if c["cmd"] == "LC_BUILD_VERSION" else c["version"], c["sdk"])
-        for c in detailed
-        if c["cmd"] in ("LC_BUILD_VERSION", "LC_VERSION_MIN_MACOSX")
-    ]
-    assert [(p.minos, p.sdk) for p in sl.platforms] == [
-        (minos, "0.0" if sdk == "n/a" else sdk) for minos, sdk in versions
-    ]
-
-    uuids = [c["uuid"] for c in commands if c["cmd"] == "LC_UUID"]
-    assert [sl.uuid] == uuids if uuids else sl.uuid is None
-    signatures = [
-        (int(c["dataoff"]), int(c["datasize"])) for c in commands if c["cmd"] == "LC_CODE_SIGNATURE"
-    ]
-    assert (
-        [(sl.code_signature.dataoff, sl.code_signature.datasize)] if sl.code_signature else []
-    ) == signatures
-
-    lc_end = (32 if sl.bits == 64 else 28) + header["sizeofcmds"]
-    assert sl.header_padding == first_content_offset(commands) - lc_end
-
 
 @pytest.mark.parametrize("name", [*THIN, "i386_object"])
 def test_thin_reads_like_llvm(name: str, fx: Fixtures) -> None:
@@ -340,14 +244,14 @@ def test_fat_reads_like_llvm(name: str, fx: Fixtures, tmp_path: Path) -> None:
     data = fx.data(name)
     assert detect_format(data[:4096]) == "macho-fat"
     info = parse_macho(data)
-    magic, archs = mf.objdump_universal_headers(fx[name])
+    magic, archs = objdump_universal_headers(fx[name])
     assert info.fat == magic
     assert [(a.arch, a.offset, a.size, a.align) for a in archs] == [
         (s.arch, s.offset, s.size, s.align) for s in info.slices
     ]
     for sl in info.slices:
-        assert mf.objdump_dylibs_used(fx[name], sl.arch) == [
-            mf.OtoolDylib(d.name, d.compatibility_version, d.current_version, OTOOL_TAGS[d.kind])
+        assert objdump_dylibs_used(fx[name], sl.arch) == [
+            OtoolDylib(d.name, d.compatibility_version, d.current_version, OTOOL_TAGS[d.kind])
             for d in sorted((*sl.dylibs, *([sl.id_dylib] if sl.id_dylib else [])), key=lambda d: d.index)
         ]
         thin = tmp_path / f"{sl.arch}-{fx[name].name}"
@@ -386,7 +290,7 @@ def test_lazy_upward_and_arm64e(fx: Fixtures, tmp_path: Path) -> None:
     # an edit keeps each command's kind, and llvm reads it back
     edited = edit_macho(odd, MachOEdits(change_names={DEPS[0].install_name: STORE_OMP}), name="libfoo.dylib")
     path.write_bytes(edited)
-    listed = mf.otool_L(path)
+    listed = otool_L(path)
     assert (listed[1].name, listed[1].tags) == (STORE_OMP, ("lazy",))
     assert listed[2].tags == ("upward",)
     verify_signature(edited, "libfoo.dylib")
@@ -401,7 +305,7 @@ def test_big_endian_is_read_and_not_edited(tmp_path: Path) -> None:
         size = (24 + len(raw) + 3) & ~3
         commands += struct.pack(">6I", cmd, size, 24, 0, version, 0x10000) + raw.ljust(size - 24, b"\0")
     data = struct.pack(">7I", 0xFEEDFACE, 18, 0, 6, 2, len(commands), 0) + commands + bytes(64)
-    require_tool(mf.OTOOL)
+    require_tool(OTOOL)
     path = tmp_path / "libppc.dylib"
     path.write_bytes(data)
     sl = parse_macho(data).slices[0]
@@ -412,8 +316,8 @@ def test_big_endian_is_read_and_not_edited(tmp_path: Path) -> None:
 
 
 def check_against_llvm_dylibs_only(sl: MachOSlice, path: Path) -> None:
-    assert mf.otool_L(path) == [
-        mf.OtoolDylib(d.name, d.compatibility_version, d.current_version, OTOOL_TAGS[d.kind])
+    assert otool_L(path) == [
+        OtoolDylib(d.name, d.compatibility_version, d.current_version, OTOOL_TAGS[d.kind])
         for d in sorted((*sl.dylibs, *([sl.id_dylib] if sl.id_dylib else [])), key=lambda d: d.index)
     ]
 
@@ -427,40 +331,6 @@ def test_mmap_and_bytearray_inputs(fx: Fixtures) -> None:
 
 
 # --- signing: lld's signature byte for byte -----------------------------------------------------------
-
-
-def verify_signature(data: bytes, identifier: str) -> list[int]:
-    """Check every slice's signature without wheelfix: SuperBlob and CodeDirectory fields as lld writes
-    them, and every page hash recomputed with hashlib. Returns the offsets of each slice's first hash."""
-    slot0 = []
-    for sl in parse_macho(data).slices:
-        body = data[sl.offset : sl.offset + sl.size]
-        cmds = [c for c in sl.load_commands if c.name == "LC_CODE_SIGNATURE"]
-        if not cmds:
-            continue
-        dataoff, datasize = struct.unpack_from("<II", body, cmds[0].offset + 8)
-        assert dataoff + datasize == len(body)
-        magic, length, count = struct.unpack_from(">III", body, dataoff)
-        assert (magic, length, count) == (0xFADE0CC0, datasize, 1)
-        slot, cd = struct.unpack_from(">II", body, dataoff + 12)
-        assert slot == 0
-        cd += dataoff
-        fields = struct.unpack_from(">9I4B", body, cd)
-        cd_magic, _len, version, flags, hash_off, ident_off, n_special, n_code, limit = fields[:9]
-        hash_size, hash_type, _platform, page_log2 = fields[9:]
-        assert (cd_magic, version, flags, n_special) == (0xFADE0C02, 0x20400, 0x20002, 0)
-        assert (hash_size, hash_type, page_log2, limit) == (32, 2, 12, dataoff)
-        assert body[cd + ident_off : body.index(b"\0", cd + ident_off)] == identifier.encode()
-        assert n_code == (dataoff + 4095) // 4096
-        for i in range(n_code):
-            page = body[i * 4096 : min((i + 1) * 4096, dataoff)]
-            at = cd + hash_off + 32 * i
-            assert body[at : at + 32] == hashlib.sha256(page).digest(), f"page {i} of {sl.arch}"
-        slot0.append(sl.offset + cd + hash_off)
-        linkedit = sl.segment("__LINKEDIT")
-        assert linkedit is not None and linkedit.fileoff + linkedit.filesize == len(body)
-        assert linkedit.vmsize >= linkedit.filesize
-    return slot0
 
 
 SIGNED = (
@@ -485,7 +355,7 @@ def test_signature_equals_lld(name: str, fx: Fixtures) -> None:
         body = data[sl.offset : sl.offset + sl.size]
         thin = fx.root / f"{name}.{sl.arch}.thin"
         thin.write_bytes(body)
-        commands = mf.otool_l(thin)
+        commands = otool_l(thin)
         sig = [c for c in commands if c["cmd"] == "LC_CODE_SIGNATURE"]
         if not sig:
             continue
@@ -497,7 +367,7 @@ def test_signature_equals_lld(name: str, fx: Fixtures) -> None:
             identifier,
             exec_seg_base=int(text["fileoff"]),
             exec_seg_limit=int(text["filesize"]),
-            exec_seg_flags=1 if mf.otool_header(thin)["filetype"] == 2 else 0,
+            exec_seg_flags=1 if otool_header(thin)["filetype"] == 2 else 0,
         )
         assert len(ours) == datasize == signature_size(identifier, dataoff)
         assert ours == body[dataoff:]
@@ -665,16 +535,16 @@ def test_edit_equals_lld(scenario: str, fx: Fixtures) -> None:
     out = fx.root / "edited" / scenario / filename
     out.parent.mkdir(parents=True)
     out.write_bytes(ours)
-    delta = mf.otool_header(out)["sizeofcmds"] - mf.otool_header(fx[sc.fixture])["sizeofcmds"]
+    delta = otool_header(out)["sizeofcmds"] - otool_header(fx[sc.fixture])["sizeofcmds"]
     ref = mf.build(fx.root / "ref" / scenario / filename, **reference_args(args, sc.edits, delta, sc.sign))
     assert_like_lld(ours, ref, filename, vmsize_may_differ=sc.sign is True)
     # llvm reads exactly the intended names back
-    before, after = mf.otool_L(fx[sc.fixture]), mf.otool_L(out)
+    before, after = otool_L(fx[sc.fixture]), otool_L(out)
     expect = [dataclasses.replace(d, name=sc.edits.change_names.get(d.name, d.name)) for d in before]
     if sc.edits.id_dylib is not None:
         expect[0] = dataclasses.replace(expect[0], name=sc.edits.id_dylib)
     assert after == expect
-    rpaths = [c["path"] for c in mf.otool_l(out) if c["cmd"] == "LC_RPATH"]
+    rpaths = [c["path"] for c in otool_l(out) if c["cmd"] == "LC_RPATH"]
     assert rpaths == reference_args(args, sc.edits, 0, None)["rpaths"]
 
 
@@ -685,7 +555,7 @@ def test_fat_edit_equals_lld(fx: Fixtures, tmp_path: Path) -> None:
     ours = edit_macho(data, sc.edits, name="libfoo.dylib")
     out = tmp_path / "libfoo.dylib"
     out.write_bytes(ours)
-    assert mf.objdump_universal_headers(out) == mf.objdump_universal_headers(fx["fat_dylib"])
+    assert objdump_universal_headers(out) == objdump_universal_headers(fx["fat_dylib"])
     info = parse_macho(ours)
     for sl in info.slices:
         name = f"{sl.arch}_dylib"
@@ -693,10 +563,10 @@ def test_fat_edit_equals_lld(fx: Fixtures, tmp_path: Path) -> None:
         edited_thin = tmp_path / sl.arch / filename
         edited_thin.parent.mkdir()
         edited_thin.write_bytes(ours[sl.offset : sl.offset + sl.size])
-        delta = mf.otool_header(edited_thin)["sizeofcmds"] - mf.otool_header(fx[name])["sizeofcmds"]
+        delta = otool_header(edited_thin)["sizeofcmds"] - otool_header(fx[name])["sizeofcmds"]
         ref = mf.build(tmp_path / "ref" / sl.arch / filename, **reference_args(args, sc.edits, delta, None))
         assert_like_lld(edited_thin.read_bytes(), ref, filename)
-        assert [d.name for d in mf.objdump_dylibs_used(out, sl.arch)][1] == STORE_OMP
+        assert [d.name for d in objdump_dylibs_used(out, sl.arch)][1] == STORE_OMP
 
 
 def test_fat64_edit_per_arch_and_slices_move(fx: Fixtures, tmp_path: Path) -> None:
@@ -721,7 +591,7 @@ def test_fat64_edit_per_arch_and_slices_move(fx: Fixtures, tmp_path: Path) -> No
     ours = edit_macho(bytes(raw), edits, name="libfoo.dylib")
     out = tmp_path / "libfoo.dylib"
     out.write_bytes(ours)
-    magic, archs = mf.objdump_universal_headers(out)
+    magic, archs = objdump_universal_headers(out)
     assert magic == "FAT_MAGIC_64"
     new_a, new_x = archs
     assert (new_a.arch, new_a.offset, new_a.align) == ("arm64", a.offset, a.align)
@@ -730,7 +600,7 @@ def test_fat64_edit_per_arch_and_slices_move(fx: Fixtures, tmp_path: Path) -> No
     assert ours[new_x.offset : new_x.offset + new_x.size] == body
     assert len(ours) == new_x.offset + new_x.size
     verify_signature(ours, "libfoo.dylib")
-    assert [c["path"] for c in mf.objdump_private_headers(out, "arm64") if c["cmd"] == "LC_RPATH"] == [
+    assert [c["path"] for c in objdump_private_headers(out, "arm64") if c["cmd"] == "LC_RPATH"] == [
         *RPATHS,
         STORE_LIB,
     ]
@@ -739,7 +609,7 @@ def test_fat64_edit_per_arch_and_slices_move(fx: Fixtures, tmp_path: Path) -> No
 @pytest.mark.parametrize("name", ["arm64_dylib", "x86_64_dylib", "arm64_bundle"])
 def test_command_sizes_are_lds(name: str, fx: Fixtures) -> None:
     """The sizes the planner can ask for are the cmdsizes lld writes for the same names."""
-    commands = mf.otool_l(fx[name])
+    commands = otool_l(fx[name])
     sizes = [
         (int(c["cmdsize"]), dylib_command_size(str(c["name"]))) for c in commands if c["cmd"] in OTOOL_TAGS
     ] + [(int(c["cmdsize"]), rpath_command_size(str(c["path"]))) for c in commands if c["cmd"] == "LC_RPATH"]
@@ -772,7 +642,7 @@ def test_delete_every_rpath_then_add(fx: Fixtures, tmp_path: Path) -> None:
     ours = edit_macho(data, MachOEdits(delete_rpaths=RPATHS, add_rpaths=(STORE_LIB,)), name="libfoo.dylib")
     path = tmp_path / "libfoo.dylib"
     path.write_bytes(ours)
-    commands = mf.otool_l(path)
+    commands = otool_l(path)
     assert [c["path"] for c in commands if c["cmd"] == "LC_RPATH"] == [STORE_LIB]
     assert commands[-1]["cmd"] == "LC_RPATH"
     verify_signature(ours, "libfoo.dylib")
@@ -793,15 +663,15 @@ def test_sign_never_leaves_the_signature_stale(fx: Fixtures) -> None:
 
 
 def otool_padding(path: Path) -> int:
-    header = mf.otool_header(path)
-    return first_content_offset(mf.otool_l(path)) - 32 - header["sizeofcmds"]
+    header = otool_header(path)
+    return first_content_offset(otool_l(path)) - 32 - header["sizeofcmds"]
 
 
 def test_no_room_names_the_bytes_missing(fx: Fixtures) -> None:
     path = fx["arm64_tight"]
     data = path.read_bytes()
     pad = otool_padding(path)
-    old = next(c for c in mf.otool_l(path) if c.get("name") == DEPS[0].install_name)
+    old = next(c for c in otool_l(path) if c.get("name") == DEPS[0].install_name)
     new_size = (24 + len(STORE_OMP) + 1 + 7) & ~7
     with pytest.raises(NoRoomError) as err:
         edit_macho(data, MachOEdits(change_names={DEPS[0].install_name: STORE_OMP}), name="libtight.dylib")
@@ -839,7 +709,7 @@ def test_no_room_in_one_slice_of_a_fat_file(fx: Fixtures) -> None:
 
 
 def otool_padding_any(path: Path, header_size: int) -> int:
-    return first_content_offset(mf.otool_l(path)) - header_size - mf.otool_header(path)["sizeofcmds"]
+    return first_content_offset(otool_l(path)) - header_size - otool_header(path)["sizeofcmds"]
 
 
 def test_no_room_for_a_new_code_signature_command(fx: Fixtures) -> None:

@@ -19,77 +19,18 @@ from typing import Any
 
 import pytest
 
+from tests.support import machobuild as mf
+from tests.support.machochecks import check_against_llvm, first_content_offset, verify_signature
+from tests.support.oracles import objdump_dylibs_used, objdump_private_headers, otool_header, otool_l
+from tests.support.prereq import require_tool
+from tests.support.realwheels import MACOS_WHEELS, fetch
 from wheelfix.binfmt import detect_format
 from wheelfix.binfmt.macho.codesign import page_hashes
 from wheelfix.binfmt.macho.editor import MachOEdits, NoRoomError, edit_macho
 from wheelfix.binfmt.macho.reader import MachOSlice, parse_macho
 
-from . import machofixtures as mf
-from .conftest import require_tool
-from .realwheels.fetch import fetch
-from .test_macho import check_against_llvm, first_content_offset, verify_signature
-
 pytestmark = pytest.mark.network
 
-WHY = "Mach-O reader/editor/signer oracle test (tests/test_macho_real.py)"
-MACOS_WHEELS: list[dict[str, Any]] = [
-    {
-        "name": "numpy",
-        "version": "2.4.6",
-        "filename": "numpy-2.4.6-cp311-cp311-macosx_11_0_arm64.whl",
-        "sha256": "110f8b71aacb688ec69062bb7f6938a0f8acb01b7c1c4beb453c65b6d234584d",
-        "size": 14964111,
-        "why": "arm64; delocated OpenBLAS/libgfortran in numpy/.dylibs; signed by ld64 and codesign",
-    },
-    {
-        "name": "numpy",
-        "version": "2.4.6",
-        "filename": "numpy-2.4.6-cp311-cp311-macosx_10_9_x86_64.whl",
-        "sha256": "0280e0356c0829a18d9de1cb7eee50ec22ca639878d7240307ca0943d73cd2c4",
-        "size": 16969194,
-        "why": "x86_64; LC_VERSION_MIN_MACOSX 10.x; SHA-1 + SHA-256 CodeDirectories from codesign",
-    },
-    {
-        "name": "pillow",
-        "version": "12.0.0",
-        "filename": "pillow-12.0.0-cp311-cp311-macosx_11_0_arm64.whl",
-        "sha256": "a3475b96f5908b3b16c47533daaa87380c491357d197564e0ba34ae75c0f3257",
-        "size": 4650589,
-        "why": "arm64; many bundled codec dylibs; some extensions with less than 16 bytes of header padding",
-    },
-    {
-        "name": "scipy",
-        "version": "1.16.3",
-        "filename": "scipy-1.16.3-cp311-cp311-macosx_14_0_arm64.whl",
-        "sha256": "bea0a62734d20d67608660f69dcda23e7f90fb4ca20974ab80b6ed40df87a005",
-        "size": 20931935,
-        "why": "arm64, minos 14.0; 117 Mach-O files; Fortran runtime",
-    },
-    {
-        "name": "MarkupSafe",
-        "version": "3.0.2",
-        "filename": "MarkupSafe-3.0.2-cp311-cp311-macosx_10_9_universal2.whl",
-        "sha256": "9025b4018f3a1314059769c7bf15441064b2207cb3f065e6ea1e7359cb46db9d",
-        "size": 14353,
-        "why": "universal2: fat file, arm64 slice signed, x86_64 slice not",
-    },
-    {
-        "name": "cryptography",
-        "version": "46.0.3",
-        "filename": "cryptography-46.0.3-cp311-abi3-macosx_10_9_universal2.whl",
-        "sha256": "109d4ddfadf17e8e7779c39f9b18111a09efb969a301a31e987416a0191ed93a",
-        "size": 7225004,
-        "why": "universal2 abi3; one large fat Rust extension",
-    },
-    {
-        "name": "pyzmq",
-        "version": "27.1.0",
-        "filename": "pyzmq-27.1.0-cp311-cp311-macosx_10_15_universal2.whl",
-        "sha256": "226b091818d461a3bef763805e75685e478ac17e9008f49fce2d3e52b3d58b86",
-        "size": 1333328,
-        "why": "universal2 with a bundled fat libzmq; both slices codesign-signed",
-    },
-]
 STORE = "/nix/store/7q5qkzm4jgavj5g6lrq2pi4wjhyzpbaw-dep-1.0/lib"
 SYSTEM_PREFIXES = ("/usr/lib/", "/System/Library/")
 
@@ -164,8 +105,8 @@ def test_real_macos_wheel(entry: dict[str, Any], tmp_path: Path) -> None:
                 refused += 1
                 sl = macho.slices[e.slice_index]
                 thin = tmp_path / f"{sl.arch}-{name}"
-                header = mf.otool_header(thin)
-                commands = mf.otool_l(thin)
+                header = otool_header(thin)
+                commands = otool_l(thin)
                 available = first_content_offset(commands) - sl.header_size
                 growth = sum(
                     ((24 + len(new.encode()) + 1 + 7) & ~7) - int(c["cmdsize"])
@@ -180,15 +121,13 @@ def test_real_macos_wheel(entry: dict[str, Any], tmp_path: Path) -> None:
             edited += 1
             path.write_bytes(out)
             for sl in macho.slices:
-                used = mf.objdump_dylibs_used(path, sl.arch)
-                before = mf.objdump_dylibs_used(tmp_path / f"{sl.arch}-{name}", sl.arch)
+                used = objdump_dylibs_used(path, sl.arch)
+                before = objdump_dylibs_used(tmp_path / f"{sl.arch}-{name}", sl.arch)
                 changes = edits[sl.arch].change_names
                 assert [(d.name, d.tags) for d in used] == [
                     (changes.get(d.name, d.name), d.tags) for d in before
                 ]
-                rpaths = [
-                    c["path"] for c in mf.objdump_private_headers(path, sl.arch) if c["cmd"] == "LC_RPATH"
-                ]
+                rpaths = [c["path"] for c in objdump_private_headers(path, sl.arch) if c["cmd"] == "LC_RPATH"]
                 assert rpaths == [*sl.rpaths, STORE]
             for sl in parse_macho(out).slices:
                 if sl.code_signature is not None:

@@ -1,11 +1,10 @@
-"""Checks of testdata/wheels/generate.py itself, using only binutils and the standard library."""
+"""Checks of the synthetic wheel generator (tests/support/synthetic.py) itself, using only binutils and the
+standard library."""
 
 from __future__ import annotations
 
-import base64
 import csv
 import ctypes
-import hashlib
 import io
 import json
 import os
@@ -19,12 +18,11 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "testdata" / "wheels"))
-
-import generate  # noqa: E402
-
-from .conftest import unavailable  # noqa: E402
+from tests.support import synthetic as generate
+from tests.support.oracles import readelf, readelf_errors
+from tests.support.paths import EXAMPLE_WHEEL, REPO
+from tests.support.prereq import unavailable
+from tests.support.wheels import record_hash
 
 EXT = ".cpython-311-x86_64-linux-gnu.so"
 DEMO_EXT = f"demo/_demo{EXT}"
@@ -53,10 +51,6 @@ def extract(wheel: Path, member: str, dest: Path) -> Path:
     with zipfile.ZipFile(wheel) as zf:
         path.write_bytes(zf.read(member))
     return path
-
-
-def record_hash(data: bytes) -> str:
-    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
 def record_rows(zf: zipfile.ZipFile) -> list[list[str]]:
@@ -95,7 +89,7 @@ def record_problems(zf: zipfile.ZipFile) -> list[str]:
 
 def note_segments(binary: Path) -> list[list[str]]:
     """Section names of each PT_NOTE segment, from readelf's section-to-segment mapping."""
-    lines = run("readelf", "-lW", binary).stdout.splitlines()
+    lines = readelf(binary, "-l").splitlines()
     start = lines.index("Program Headers:") + 2
     end = lines.index("", start)
     kinds = [line.split()[0] for line in lines[start:end] if not line.strip().startswith("[")]
@@ -110,17 +104,17 @@ def note_segments(binary: Path) -> list[list[str]]:
 def test_libfoo(tmp_path: Path) -> None:
     lib = generate.build_libfoo(tmp_path)
     assert lib == tmp_path / "libfoo.so.1"
-    assert "Library soname: [libfoo.so.1]" in run("readelf", "-dW", lib).stdout
+    assert "Library soname: [libfoo.so.1]" in readelf(lib, "-d")
     assert ctypes.CDLL(str(lib)).foo_value() == 42
 
 
 def test_demo_extension_dynamic(valid: dict[str, Path], tmp_path: Path) -> None:
-    dynamic = run("readelf", "-dW", extract(valid["demo"], DEMO_EXT, tmp_path)).stdout
+    dynamic = readelf(extract(valid["demo"], DEMO_EXT, tmp_path), "-d")
     for lib in ("libz.so.1", "libfoo.so.1", "libbar-1a2b3c4d.so.1"):
         assert f"Shared library: [{lib}]" in dynamic
     assert "Library runpath: [$ORIGIN/../demo.libs]" in dynamic
     assert "Library rpath:" not in dynamic
-    symbols = run("readelf", "--dyn-syms", "-W", tmp_path / Path(DEMO_EXT).name).stdout
+    symbols = readelf(tmp_path / Path(DEMO_EXT).name, "--dyn-syms")
     assert "PyInit__demo" in symbols
 
 
@@ -132,10 +126,9 @@ def test_demo_dlopen_string(valid: dict[str, Path], tmp_path: Path) -> None:
 def test_demo_fdo_note(valid: dict[str, Path], tmp_path: Path) -> None:
     ext = extract(valid["demo"], DEMO_EXT, tmp_path)
     # binutils 2.40 prints "Unknown note type: (0x407c0c0a)" and exits 1; newer ones decode it.
-    notes = subprocess.run(["readelf", "-nW", ext], capture_output=True, text=True, check=False)
-    assert notes.stderr == ""
-    assert "Displaying notes found in: .note.dlopen" in notes.stdout
-    assert "FDO                  0x0000005f" in notes.stdout
+    notes = readelf(ext, "-n", check=False)  # and nothing on stderr
+    assert "Displaying notes found in: .note.dlopen" in notes
+    assert "FDO                  0x0000005f" in notes
     assert any(".note.dlopen" in sections for sections in note_segments(ext))
     raw = tmp_path / "note.bin"
     run("objcopy", f"--dump-section=.note.dlopen={raw}", ext, tmp_path / "ignored")
@@ -152,22 +145,22 @@ def test_demo_fdo_note(valid: dict[str, Path], tmp_path: Path) -> None:
 
 def test_demo_bundled_lib(valid: dict[str, Path], tmp_path: Path) -> None:
     lib = extract(valid["demo"], "demo.libs/libbar-1a2b3c4d.so.1", tmp_path)
-    dynamic = run("readelf", "-dW", lib).stdout
+    dynamic = readelf(lib, "-d")
     assert "Library soname: [libbar-1a2b3c4d.so.1]" in dynamic
     assert [line for line in dynamic.splitlines() if "(NEEDED)" in line] == [
         " 0x0000000000000001 (NEEDED)             Shared library: [libc.so.6]"
     ]
-    assert "bar_value" in run("readelf", "--dyn-syms", "-W", lib).stdout
+    assert "bar_value" in readelf(lib, "--dyn-syms")
 
 
 def test_demo_tool(valid: dict[str, Path], tmp_path: Path) -> None:
     tool = extract(valid["demo"], DEMO_TOOL, tmp_path)
-    dynamic = run("readelf", "-dW", tool).stdout
+    dynamic = readelf(tool, "-d")
     assert "Shared library: [libbar-1a2b3c4d.so.1]" in dynamic
     assert "Library rpath: [$ORIGIN/../lib/python3.11/site-packages/demo.libs]" in dynamic
     assert "Library runpath:" not in dynamic
-    assert "Requesting program interpreter: /lib64/ld-linux-x86-64.so.2" in run("readelf", "-lW", tool).stdout
-    assert "DYN (Position-Independent Executable file)" in run("readelf", "-hW", tool).stdout
+    assert "Requesting program interpreter: /lib64/ld-linux-x86-64.so.2" in readelf(tool, "-l")
+    assert "DYN (Position-Independent Executable file)" in readelf(tool, "-h")
     with zipfile.ZipFile(valid["demo"]) as zf:
         assert zf.getinfo(DEMO_TOOL).external_attr >> 16 == 0o755
         assert zf.getinfo(DEMO_EXT).external_attr >> 16 == 0o644
@@ -177,14 +170,14 @@ def test_demo_tool(valid: dict[str, Path], tmp_path: Path) -> None:
 
 
 def test_provider_and_consumer(valid: dict[str, Path], tmp_path: Path) -> None:
-    prov = run("readelf", "-dW", extract(valid["provider"], "provider/lib/libprov.so.1", tmp_path)).stdout
+    prov = readelf(extract(valid["provider"], "provider/lib/libprov.so.1", tmp_path), "-d")
     assert "Library soname: [libprov.so.1]" in prov
     ext = extract(valid["consumer"], f"consumer/_consumer{EXT}", tmp_path)
-    dynamic = run("readelf", "-dW", ext).stdout
+    dynamic = readelf(ext, "-d")
     assert "Shared library: [libprov.so.1]" in dynamic
     assert "Shared library: [libstdc++.so.6]" in dynamic
     assert "Library runpath: [$ORIGIN/../provider/lib]" in dynamic
-    versions = run("readelf", "-VW", ext).stdout
+    versions = readelf(ext, "-V")
     assert "File: libstdc++.so.6" in versions
     assert "Name: GLIBCXX_3.4" in versions
 
@@ -198,25 +191,26 @@ def test_pure_has_no_binaries(valid: dict[str, Path]) -> None:
 
 def test_rpathlegacy(valid: dict[str, Path], tmp_path: Path) -> None:
     assert valid["rpathlegacy"].name == "legacy-1.0-cp311-cp311-linux_x86_64.whl"
-    dynamic = run("readelf", "-dW", extract(valid["rpathlegacy"], f"legacy/_legacy{EXT}", tmp_path)).stdout
+    dynamic = readelf(extract(valid["rpathlegacy"], f"legacy/_legacy{EXT}", tmp_path), "-d")
     assert "Library rpath: [$ORIGIN/.libs]" in dynamic
     assert "Library runpath:" not in dynamic
     assert "Shared library: [libleg.so.0]" in dynamic
     assert "Shared library: [libm.so.6]" in dynamic
     lib = extract(valid["rpathlegacy"], "legacy/.libs/libleg.so.0", tmp_path)
-    assert "Library soname: [libleg.so.0]" in run("readelf", "-dW", lib).stdout
+    assert "Library soname: [libleg.so.0]" in readelf(lib, "-d")
 
 
 def test_example(valid: dict[str, Path], tmp_path: Path) -> None:
     ext = extract(valid["example"], f"wheelfix_example/_example{EXT}", tmp_path)
-    dynamic = run("readelf", "-dW", ext).stdout
+    dynamic = readelf(ext, "-d")
     assert "Shared library: [libz.so.1]" in dynamic
     assert "Shared library: [libexdep.so.1]" in dynamic
     assert "Library runpath: [$ORIGIN/../wheelfix_example.libs]" in dynamic
 
 
 def test_committed_example_matches_generator(valid: dict[str, Path]) -> None:
-    committed = REPO / "testdata" / "wheels" / generate.EXAMPLE_FILENAME
+    committed = EXAMPLE_WHEEL
+    assert committed.name == generate.EXAMPLE_FILENAME
     assert committed.stat().st_size < 50_000
     with zipfile.ZipFile(committed) as old, zipfile.ZipFile(valid["example"]) as new:
         assert record_problems(old) == []
@@ -276,8 +270,14 @@ def test_unknown_name(tmp_path: Path) -> None:
 
 
 def test_cli(tmp_path: Path) -> None:
-    script = REPO / "testdata" / "wheels" / "generate.py"
-    out = run(sys.executable, script, tmp_path, "pure", "not-a-zip").stdout.split()
+    # as the module docstring says: python -m tests.support.synthetic OUTDIR [NAME...], in the repository
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.support.synthetic", tmp_path, "pure", "not-a-zip"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert out == [
         str(tmp_path / "purepkg-1.0-py3-none-any.whl"),
         str(tmp_path / "not-a-zip" / "evil-1.0-cp311-cp311-linux_x86_64.whl"),
@@ -338,22 +338,20 @@ def check_two_dist_info(zf: zipfile.ZipFile) -> None:
     assert record_problems(zf) == []
 
 
-def readelf_errors(zf: zipfile.ZipFile, tmp_path: Path) -> str:
-    so = tmp_path / "evil.so"
-    so.write_bytes(zf.read(EVIL_SO))
-    return subprocess.run(["readelf", "-lW", so], capture_output=True, text=True, check=False).stderr
+def member_readelf_errors(zf: zipfile.ZipFile) -> str:
+    return readelf_errors(zf.read(EVIL_SO), "-l")
 
 
 def check_garbage_elf(zf: zipfile.ZipFile, tmp_path: Path) -> None:
     assert zf.read(EVIL_SO).startswith(b"\x7fELF")
-    assert "Error" in readelf_errors(zf, tmp_path)
+    assert "Error" in member_readelf_errors(zf)
     assert record_problems(zf) == []
 
 
 def check_truncated_elf(zf: zipfile.ZipFile, tmp_path: Path) -> None:
     data = zf.read(EVIL_SO)
     assert len(data) == 100 and data.startswith(b"\x7fELF")
-    assert "Error" in readelf_errors(zf, tmp_path)
+    assert "Error" in member_readelf_errors(zf)
     assert record_problems(zf) == []
 
 
@@ -361,7 +359,7 @@ def check_elf_bad_offsets(zf: zipfile.ZipFile, tmp_path: Path) -> None:
     data = zf.read(EVIL_SO)
     phoff, shoff = struct.unpack_from("<QQ", data, 0x20)
     assert phoff > len(data) and shoff > len(data)
-    assert "extends past end of file" in readelf_errors(zf, tmp_path)
+    assert "extends past end of file" in member_readelf_errors(zf)
     assert record_problems(zf) == []
 
 

@@ -5,28 +5,19 @@ is inspected, its Nix fragment emitted and parsed, and repaired, exactly as ``ru
 against a fake store of Debian libraries, re-verified with readelf; macOS wheels against a fake store of
 Mach-O libraries built with clang-15 + ld64.lld-15 (a fat libomp.dylib), re-verified with llvm-objdump-15
 and hashlib (install names, LC_RPATHs, ad hoc signatures). Zero errors is the bar. Under CI=true a missing
-nix-store, readelf, clang-15 or LLVM tool fails these tests (conftest.unavailable), elsewhere it skips.
+nix-store, readelf, clang-15 or LLVM tool fails these tests (tests.support.prereq.unavailable), elsewhere it
+skips.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import require_tool
-
-_SPEC = importlib.util.spec_from_file_location(
-    "wheelfix_corpus_run", Path(__file__).resolve().parent / "corpus" / "run.py"
-)
-assert _SPEC is not None and _SPEC.loader is not None
-corpus = importlib.util.module_from_spec(_SPEC)
-sys.modules[_SPEC.name] = corpus  # dataclasses look their module up
-_SPEC.loader.exec_module(corpus)
+from tests.corpus import run as corpus
+from tests.support.prereq import require_tool
 
 ENTRIES = corpus.load_manifest()
 CI = [e for e in ENTRIES if e["ci"]]

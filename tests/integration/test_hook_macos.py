@@ -1,10 +1,11 @@
 """wheelfixHook (nix/hook.sh) on a macOS wheel, inside a real Nix build.
 
-The same raw derivation as tests/test_nix_flake.py's ELF case: the hook's env hook collects the lib
-directories of a ``nix-store --add`` libomp (a fat arm64 + x86_64 dylib built with clang-15/ld64.lld-15),
-and ``wheelfixRepairWheels`` repairs a universal2 wheel whose extension needs ``@rpath/libomp.dylib``.
-Oracles: ``llvm-objdump-15 --macho --dylibs-used`` per slice on the built output, the arm64 signature
-checked page by page with hashlib, and ``nix-store -q --references`` of the output naming libomp's path.
+The same raw derivation (tests.support.nix.build_with_hook) as tests/integration/test_nix_flake.py's ELF
+case: the hook's env hook collects the lib directories of a ``nix-store --add`` libomp (a fat arm64 +
+x86_64 dylib built with clang-15/ld64.lld-15), and ``wheelfixRepairWheels`` repairs a universal2 wheel
+whose extension needs ``@rpath/libomp.dylib``. Oracles: ``llvm-objdump-15 --macho --dylibs-used`` per
+slice on the built output, the arm64 signature checked page by page with hashlib, and
+``nix-store -q --references`` of the output naming libomp's path.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from . import machofixtures as mf
-from .conftest import require_tool
-from .test_macho import verify_signature
-from .test_macho_pipeline import make_wheel
-from .test_nix_flake import build_with_hook, nix_env, references, run
+from tests.support import machobuild as mf
+from tests.support.machochecks import verify_signature
+from tests.support.nix import build_with_hook, nix_env, references, run
+from tests.support.oracles import objdump_dylibs_used
+from tests.support.prereq import require_tool
+from tests.support.wheels import make_wheel
 
 EXT = "omptest/_ext.cpython-311-darwin.so"
 
@@ -56,7 +58,7 @@ def test_hook_repairs_a_macos_wheel_in_a_nix_build(tmp_path: Path) -> None:
     got.parent.mkdir()
     got.write_bytes(new)
     for arch in ("arm64", "x86_64"):
-        names = [d.name for d in mf.objdump_dylibs_used(got, arch)]
+        names = [d.name for d in objdump_dylibs_used(got, arch)]
         assert names == [f"{omp}/lib/libomp.dylib", "/usr/lib/libSystem.B.dylib"], arch
     assert len(verify_signature(new, "_ext.cpython-311-darwin.so")) == 1  # the arm64 slice
     assert omp in references(out)

@@ -23,14 +23,15 @@ from typing import Any
 
 import pytest
 
+from tests.support import machobuild as mf
+from tests.support.cli import RunCli
+from tests.support.machochecks import first_content_offset, verify_signature
+from tests.support.nix import nix_add
+from tests.support.oracles import objdump_dylibs_used, objdump_private_headers, otool_header, otool_L, otool_l
+from tests.support.prereq import require_tool
+from tests.support.realwheels import fetch
+from tests.support.wheels import make_wheel
 from wheelfix.binfmt.macho.reader import parse_macho
-
-from . import machofixtures as mf
-from .conftest import RunCli, require_tool
-from .realwheels.fetch import fetch
-from .test_macho import first_content_offset, verify_signature
-from .test_macho_pipeline import make_wheel
-from .test_repair_e2e import nix_add
 
 EXT = "omptest/_ext.cpython-311-darwin.so"
 IDENT = "_ext.cpython-311-darwin.so"  # lld's signature identifier: the output file's name
@@ -112,7 +113,7 @@ def test_edit_equals_what_lld_links(run_cli: RunCli, tmp_path: Path, short_libdi
     assert differ and differ <= set(range(u, u + 16)) | set(range(hash0, hash0 + 32))
     assert out[u : u + 16] == x.read_bytes()[u : u + 16]  # the UUID is X's, kept
     edited = write(tmp_path / "edited" / IDENT, out)
-    assert [d.name for d in mf.otool_L(edited)][:1] == [new_name]
+    assert [d.name for d in otool_L(edited)][:1] == [new_name]
 
 
 def build_fat(work: Path, deps: list[mf.Dep], rpaths: list[str]) -> bytes:
@@ -141,9 +142,9 @@ def test_universal2_repair_per_slice(run_cli: RunCli, tmp_path: Path, omp_store:
     new = write(tmp_path / "new" / IDENT, member(repaired, EXT))
     want = f"{omp_store}/lib/libomp.dylib"
     for arch in ("arm64", "x86_64"):
-        names = [d.name for d in mf.objdump_dylibs_used(new, arch)]
+        names = [d.name for d in objdump_dylibs_used(new, arch)]
         assert names == [want, "/usr/lib/libSystem.B.dylib"], arch
-        rpaths = [c["path"] for c in mf.objdump_private_headers(new, arch) if c["cmd"] == "LC_RPATH"]
+        rpaths = [c["path"] for c in objdump_private_headers(new, arch) if c["cmd"] == "LC_RPATH"]
         assert rpaths == ["/opt/homebrew/opt/libomp/lib", "@loader_path/.dylibs"]
     slices = {s.arch: s for s in parse_macho(new.read_bytes()).slices}
     assert slices["x86_64"].code_signature is None  # lld left it unsigned; not an arm64 slice: stays so
@@ -174,8 +175,8 @@ def test_rpath_strategy_when_names_do_not_fit(run_cli: RunCli, tmp_path: Path) -
     store = nix_add(libs.parent)
     deps = [mf.Dep(f"@rpath/{n}") for n in names]
     x = mf.build(tmp_path / "x" / IDENT, kind="bundle", deps=deps, rpaths=["/opt/homebrew/lib"], headerpad=96)
-    header = mf.otool_header(x)
-    padding = first_content_offset(mf.otool_l(x)) - 32 - header["sizeofcmds"]
+    header = otool_header(x)
+    padding = first_content_offset(otool_l(x)) - 32 - header["sizeofcmds"]
     grow_names = sum(mf.dylib_cmdsize(f"{store}/lib/{n}") - mf.dylib_cmdsize(f"@rpath/{n}") for n in names)
     grow_rpath = mf.rpath_cmdsize(f"{store}/lib") - mf.rpath_cmdsize("/opt/homebrew/lib")
     assert grow_rpath <= padding < grow_names, (padding, grow_rpath, grow_names)  # fixture precondition
@@ -184,16 +185,16 @@ def test_rpath_strategy_when_names_do_not_fit(run_cli: RunCli, tmp_path: Path) -
     assert proc.returncode == 0, proc.stderr
     assert "rpath strategy" in proc.stdout and "delete LC_RPATH /opt/homebrew/lib" in proc.stdout
     new = write(tmp_path / "new" / IDENT, member(tmp_path / "out" / wheel.name, EXT))
-    assert [d.name for d in mf.otool_L(new)] == [f"@rpath/{n}" for n in names]
-    rpaths = [c["path"] for c in mf.otool_l(new) if c["cmd"] == "LC_RPATH"]
+    assert [d.name for d in otool_L(new)] == [f"@rpath/{n}" for n in names]
+    rpaths = [c["path"] for c in otool_l(new) if c["cmd"] == "LC_RPATH"]
     assert rpaths == [f"{store}/lib"]
     verify_signature(new.read_bytes(), IDENT)
 
 
 def test_no_room_is_refused_without_output(run_cli: RunCli, tmp_path: Path, omp_store: str) -> None:
     x = mf.build(tmp_path / "x" / IDENT, kind="bundle", deps=[mf.Dep("@rpath/libomp.dylib")], headerpad=0)
-    header = mf.otool_header(x)
-    available = first_content_offset(mf.otool_l(x)) - 32
+    header = otool_header(x)
+    available = first_content_offset(otool_l(x)) - 32
     need_name = header["sizeofcmds"] + mf.dylib_cmdsize(f"{omp_store}/lib/libomp.dylib") - 48
     need_rpath = header["sizeofcmds"] + mf.rpath_cmdsize(f"{omp_store}/lib")
     needed = min(need_name, need_rpath)
@@ -283,7 +284,7 @@ def test_real_wheel_needing_libomp(
         for d in old_slice.dylibs
     ]
     # otool -L lists LC_ID_DYLIB first for a dylib
-    assert [d.name for d in mf.otool_L(new)][1:] == want
+    assert [d.name for d in otool_L(new)][1:] == want
     (new_slice,) = parse_macho(new_bytes).slices
     assert new_slice.rpaths == old_slice.rpaths  # install-name strategy: LC_RPATHs untouched
     if old_slice.code_signature is not None:

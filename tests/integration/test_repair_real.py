@@ -22,10 +22,8 @@ Each wheel is repaired, compared and installed once per module (``RealRepairs`` 
 
 from __future__ import annotations
 
-import base64
 import csv
 import functools
-import hashlib
 import io
 import json
 import os
@@ -43,15 +41,15 @@ from typing import Any
 
 import pytest
 
-from .conftest import fresh_venv, require_tool, unavailable
-from .realwheels.fetch import fetch, load_manifest
-from .test_real_wheels import readelf_facts
+from tests.support.cli import fresh_venv
+from tests.support.nix import nix_env
+from tests.support.oracles import readelf_facts
+from tests.support.prereq import require_tool, unavailable
+from tests.support.realwheels import fetch, load_manifest
+from tests.support.wheels import record_hash
 
 pytestmark = pytest.mark.network
 
-NIX_CONFIG = (
-    "substituters =\nbuild-users-group =\nsandbox = false\nexperimental-features = nix-command flakes"
-)
 HOST_LIBS = Path("/usr/lib/x86_64-linux-gnu")
 # soname -> name of its store path (one store path per library, like nixpkgs' separate outputs)
 STORE_LIBS = {
@@ -120,10 +118,6 @@ IMPORTING = [name for name in CASES if not CASES[name].runs]
 MANIFEST = {entry["name"]: entry for entry in load_manifest()}
 
 
-def _nix_env() -> dict[str, str]:
-    return {**os.environ, "NIX_CONFIG": NIX_CONFIG}
-
-
 @dataclass(frozen=True)
 class Store:
     lib_dirs: dict[str, str]  # soname -> /nix/store/...-x/lib
@@ -138,7 +132,7 @@ class Store:
 class ElfMember:
     member: str
     install: str  # relative to the venv prefix
-    before: dict[str, Any]  # readelf facts (see test_real_wheels.readelf_facts)
+    before: dict[str, Any]  # readelf facts (tests.support.oracles.readelf_facts)
     after: dict[str, Any] | None  # None: the member is byte-identical
     expected: dict[str, Any] | None  # None: must stay byte-identical
     store_needs: tuple[str, ...]
@@ -214,10 +208,6 @@ def _raw_data(fh: io.BufferedReader, info: zipfile.ZipInfo) -> bytes:
     return fh.read(info.compress_size)
 
 
-def _record_hash(data: bytes) -> str:
-    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-
-
 def _record_lines(zf: zipfile.ZipFile, record: str) -> list[bytes]:
     return zf.read(record).splitlines(keepends=True)
 
@@ -269,7 +259,7 @@ class RealRepairs:
                 ["nix-store", "--add", str(root / name)],
                 capture_output=True,
                 text=True,
-                env=_nix_env(),
+                env=nix_env(),
                 check=False,
             )
             assert added.returncode == 0, added.stderr
@@ -443,7 +433,7 @@ def test_record_is_updated_for_the_changed_members_only(real: RealRepairs, name:
             (row,) = csv.reader([new_line.decode()])
             if row[0] in changed_elfs:
                 data = new_zip.read(row[0])
-                assert row[1:] == [_record_hash(data), str(len(data))], row
+                assert row[1:] == [record_hash(data), str(len(data))], row
                 assert new_line.endswith(b"\r\n") == old_line.endswith(b"\r\n")
             else:
                 assert new_line == old_line

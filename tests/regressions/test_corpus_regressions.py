@@ -22,26 +22,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.elfbuild import gcc_bytes
+from tests.support.prereq import require_tool, unavailable
+from tests.support.wheels import write_wheel
 from wheelfix.errors import BadInput
 from wheelfix.wheel.archive import WheelArchive
-
-from .conftest import require_tool, unavailable
-from .test_hostile import write_wheel
 
 WHEEL_NAME = "evil-1.0-cp311-cp311-linux_x86_64.whl"
 RECORD = "evil-1.0.dist-info/RECORD"
 HOST_ELF = Path("/usr/bin/true")
 TIMEOUT = 120
 MAIN_C = "int main(void) { return 0; }\n"
-
-
-def _gcc(tmp_path: Path, source: str, *flags: str) -> bytearray:
-    """The bytes of ``source`` compiled and linked by gcc (an executable, or what ``flags`` ask for)."""
-    src = tmp_path / "m.c"
-    src.write_text(source)
-    out = tmp_path / "m"
-    subprocess.run([require_tool("gcc"), *flags, "-o", str(out), str(src)], check=True)
-    return bytearray(out.read_bytes())
 
 
 def _phdr_offsets(data: bytes | bytearray, p_type: int) -> list[int]:
@@ -185,7 +176,7 @@ def test_plan_patch_refuses_values_that_do_not_fit_the_elf_class(tmp_path: Path)
     from wheelfix.binfmt import BinaryFormatError
     from wheelfix.binfmt.elf.editor import plan_patch
 
-    data = _gcc(tmp_path, MAIN_C)
+    data = gcc_bytes(tmp_path, MAIN_C)
     last = _phdr_offsets(data, 1)[-1]  # the last PT_LOAD
     memsz = int.from_bytes(data[last + 40 : last + 48], "little")
     # the last PT_LOAD ends just below 2**64: legal, but a segment above it cannot be addressed
@@ -203,7 +194,7 @@ def test_plan_patch_refuses_a_program_header_table_over_the_elf_header(tmp_path:
     from wheelfix.binfmt.elf.editor import plan_patch
     from wheelfix.binfmt.elf.reader import parse_elf
 
-    data = _gcc(tmp_path, "int f(void) { return 1; }\n", "-shared", "-fPIC")
+    data = gcc_bytes(tmp_path, "int f(void) { return 1; }\n", "-shared", "-fPIC")
     assert int.from_bytes(data[32:40], "little") == 64
     phnum = int.from_bytes(data[56:58], "little")
     data[32:40] = (8).to_bytes(8, "little")  # the table starts inside the header...
@@ -222,7 +213,7 @@ def test_interpreter_that_fits_in_place_while_the_table_grows_over_it(tmp_path: 
     from wheelfix.binfmt.elf.editor import plan_patch
     from wheelfix.binfmt.elf.reader import parse_elf
 
-    data = bytes(_gcc(tmp_path, MAIN_C))
+    data = bytes(gcc_bytes(tmp_path, MAIN_C))
     before = parse_elf(data, scan_strings=False)
     assert before.interpreter is not None
     short = "/nix/store/x/ld.so"
@@ -248,7 +239,7 @@ def test_plan_patch_refuses_two_interpreters(tmp_path: Path) -> None:
     from wheelfix.binfmt.elf.editor import plan_patch
     from wheelfix.binfmt.elf.reader import parse_elf
 
-    data = _gcc(tmp_path, MAIN_C)
+    data = gcc_bytes(tmp_path, MAIN_C)
     phoff = int.from_bytes(data[32:40], "little")
     assert _phdr_offsets(data, 6)[:1] == [phoff] and _phdr_offsets(data, 3)  # PT_PHDR first, a PT_INTERP
     data[phoff : phoff + 4] = (3).to_bytes(4, "little")  # PT_PHDR -> a second PT_INTERP, first in order
@@ -265,7 +256,7 @@ def test_moved_interpreter_takes_only_the_interp_section_header_along(tmp_path: 
     from wheelfix.binfmt.elf.editor import plan_patch
     from wheelfix.binfmt.elf.reader import parse_elf
 
-    data = _gcc(tmp_path, MAIN_C)
+    data = gcc_bytes(tmp_path, MAIN_C)
     shoff, shnum = int.from_bytes(data[40:48], "little"), int.from_bytes(data[60:62], "little")
     notes = [
         int.from_bytes(data[shoff + i * 64 + 24 : shoff + i * 64 + 32], "little")

@@ -3,17 +3,11 @@ Long runs: ``python fuzz/run.py --minutes N``."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
-
-import harnesses
-
-from .conftest import unavailable
+from fuzz import harnesses
+from tests.support.prereq import unavailable
 
 
 @pytest.mark.parametrize("name", list(harnesses.HARNESSES))

@@ -1,24 +1,23 @@
-"""Build Mach-O fixtures at test time with Debian's clang-15 + ld64.lld-15, and read them with LLVM's tools.
+"""Build Mach-O fixtures at test time with Debian's clang-15 + ld64.lld-15 (read them with
+:mod:`tests.support.oracles`: ``llvm-otool-15`` / ``llvm-objdump-15``).
 
-Nothing here uses wheelfix: the builders drive the LLVM toolchain, and the ``otool_*``/``objdump_*``
-functions turn ``llvm-otool-15`` / ``llvm-objdump-15`` output into plain data for the tests to compare
-with wheelfix's reader. The fat-file writer (:func:`make_fat`) is independent code too, because
-``llvm-lipo-15`` cannot write ``FAT_MAGIC_64`` nor choose the slice order.
+Nothing here uses wheelfix: the builders drive the LLVM toolchain. The fat-file writer (:func:`make_fat`)
+is independent code too, because ``llvm-lipo-15`` cannot write ``FAT_MAGIC_64`` nor choose the slice order.
 """
 
 from __future__ import annotations
 
-import re
 import struct
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.oracles import OBJDUMP, OTOOL
+
 CLANG = "clang-15"
 LIPO = "llvm-lipo-15"
-OTOOL = "llvm-otool-15"
-OBJDUMP = "llvm-objdump-15"
+# what the Mach-O tests need: the toolchain, and the oracles they read its output with
 TOOLS = (CLANG, "ld64.lld-15", LIPO, OTOOL, OBJDUMP)
 
 # Several pages of code and constant data, so a signature has more than one page hash to get right.
@@ -165,142 +164,3 @@ def make_fat(out: Path, slices: Sequence[tuple[Path, str]], *, fat64: bool = Fal
         out_bytes[offset : offset + len(data)] = data
     out.write_bytes(out_bytes)
     return out
-
-
-# --- reading with LLVM's tools ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OtoolDylib:
-    name: str
-    compatibility_version: str
-    current_version: str
-    tags: tuple[str, ...]  # weak, reexport, lazy, upward
-
-
-_DYLIB_LINE = re.compile(r"^\t(.*) \(compatibility version ([\d.]+), current version ([\d.]+)((?:, \w+)*)\)$")
-
-
-def parse_dylibs_used(text: str) -> list[OtoolDylib]:
-    """``otool -L`` / ``objdump --dylibs-used`` output (one file, one slice) as data."""
-    out = []
-    for line in text.splitlines():
-        m = _DYLIB_LINE.match(line)
-        if m:
-            tags = tuple(t.strip() for t in m.group(4).split(",") if t.strip())
-            out.append(OtoolDylib(m.group(1), m.group(2), m.group(3), tags))
-    return out
-
-
-def otool_L(path: Path) -> list[OtoolDylib]:
-    return parse_dylibs_used(run(OTOOL, "-L", path))
-
-
-def objdump_dylibs_used(path: Path, arch: str) -> list[OtoolDylib]:
-    return parse_dylibs_used(run(OBJDUMP, "--macho", f"--arch={arch}", "--dylibs-used", path))
-
-
-def otool_header(path: Path) -> dict[str, int]:
-    """``otool -h`` of a thin file: magic, cputype, cpusubtype, caps, filetype, ncmds, sizeofcmds, flags."""
-    lines = run(OTOOL, "-h", path).splitlines()
-    keys = lines[-2].split()
-    values = [int(v, 0) for v in lines[-1].split()]
-    return dict(zip(keys, values, strict=True))
-
-
-_KEYS = (
-    "compatibility version",
-    "current version",
-    "time stamp",
-    "cmd",
-    "cmdsize",
-    "segname",
-    "sectname",
-    "vmaddr",
-    "vmsize",
-    "fileoff",
-    "filesize",
-    "nsects",
-    "addr",
-    "size",
-    "offset",
-    "flags",
-    "name",
-    "path",
-    "uuid",
-    "platform",
-    "sdk",
-    "minos",
-    "version",
-    "dataoff",
-    "datasize",
-)
-_KEY_RE = re.compile(r"^\s*(" + "|".join(re.escape(k) for k in _KEYS) + r") (.*)$")
-
-
-def parse_load_commands(text: str) -> list[dict[str, object]]:
-    """``otool -l`` / ``objdump --macho --private-headers`` output as a list of load commands; the first
-    value of each field wins (LC_BUILD_VERSION's tool version comes after its ``minos``), and each
-    ``Section`` is a dict in the command's ``sections`` list."""
-    commands: list[dict[str, object]] = []
-    current: dict[str, object] | None = None
-    for line in text.splitlines():
-        if line.startswith("Load command "):
-            current = {"sections": []}
-            commands.append(current)
-            continue
-        if current is None:
-            continue
-        if line.strip() == "Section":
-            sections = current["sections"]
-            assert isinstance(sections, list)
-            sections.append({})
-            continue
-        m = _KEY_RE.match(line)
-        if not m:
-            continue
-        key, value = m.group(1), m.group(2).strip()
-        if key in ("name", "path"):
-            value = re.sub(r" \(offset \d+\)$", "", value)
-        value = value.removesuffix(" (past end of file)")
-        target: dict[str, object] = current
-        sections = current["sections"]
-        assert isinstance(sections, list)
-        if sections and key in ("sectname", "segname", "addr", "size", "offset", "flags"):
-            target = sections[-1]
-        target.setdefault(key, value)
-    return commands
-
-
-def otool_l(path: Path) -> list[dict[str, object]]:
-    return parse_load_commands(run(OTOOL, "-l", path))
-
-
-def objdump_private_headers(path: Path, arch: str | None = None) -> list[dict[str, object]]:
-    args = [OBJDUMP, "--macho", "--private-headers", str(path)]
-    if arch is not None:
-        args.insert(2, f"--arch={arch}")
-    return parse_load_commands(run(*args))
-
-
-@dataclass(frozen=True)
-class FatArch:
-    arch: str
-    offset: int
-    size: int
-    align: int
-
-
-def objdump_universal_headers(path: Path) -> tuple[str, list[FatArch]]:
-    text = run(OBJDUMP, "--macho", "--universal-headers", path)
-    magic = re.search(r"^fat_magic (\S+)$", text, re.MULTILINE)
-    assert magic is not None, text
-    archs = []
-    for block in re.split(r"^architecture ", text, flags=re.MULTILINE)[1:]:
-        name = block.split()[0]
-        offset = re.search(r"offset (\d+)", block)
-        size = re.search(r"size (\d+)", block)
-        align = re.search(r"align 2\^(\d+)", block)
-        assert offset and size and align, block
-        archs.append(FatArch(name, int(offset.group(1)), int(size.group(1)), int(align.group(1))))
-    return magic.group(1), archs

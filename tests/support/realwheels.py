@@ -1,11 +1,13 @@
-"""Fetch the pinned real wheels listed in ``manifest.json`` into a local cache.
+"""Fetch the pinned real wheels listed in ``realwheels.json`` (the manifest) into a local cache.
 
 Stdlib only. Each wheel is identified by its exact filename, sha256 and size; a cached
 file is reused only when its sha256 matches, otherwise the exact version is downloaded
 again with ``pip download`` into a temporary directory inside the cache, verified, and
 renamed into place atomically.
 
-CLI: ``python tests/realwheels/fetch.py [--ci | --bench | --all]`` prints one path per line.
+CLI, in the repository root: ``python -m tests.support.realwheels [--ci | --bench | --all]`` prints one path
+per line (``python tests/support/realwheels.py`` works too: this module needs nothing but the standard
+library, so bench/ and tests/corpus/run.py load it as a script).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 CACHE_DIR = Path(os.environ.get("WHEELFIX_CACHE") or "~/.cache/wheelfix/wheels").expanduser()
-MANIFEST = Path(__file__).resolve().with_name("manifest.json")
+MANIFEST = Path(__file__).resolve().with_name("realwheels.json")
 
 _REQUIRED = {"name": str, "version": str, "filename": str, "sha256": str, "size": int, "why": str}
 _FLAGS = ("ci", "bench")
@@ -70,6 +72,69 @@ def load_manifest(path: Path = MANIFEST) -> list[dict[str, Any]]:
     """Return the validated manifest entries; ``ci`` and ``bench`` are always present booleans."""
     data = json.loads(path.read_text(encoding="utf-8"))
     return [_validate(dict(entry)) for entry in data["wheels"]]
+
+
+# macOS wheels for the Mach-O reader/editor/signer tests (tests/formats/test_macho_real.py), the
+# macOS pipeline (tests/cli/test_macho_pipeline.py) and the darwin Nix fragment; not in the manifest, whose
+# entries are Linux wheels found by name.
+MACOS_WHEELS: list[dict[str, Any]] = [
+    {
+        "name": "numpy",
+        "version": "2.4.6",
+        "filename": "numpy-2.4.6-cp311-cp311-macosx_11_0_arm64.whl",
+        "sha256": "110f8b71aacb688ec69062bb7f6938a0f8acb01b7c1c4beb453c65b6d234584d",
+        "size": 14964111,
+        "why": "arm64; delocated OpenBLAS/libgfortran in numpy/.dylibs; signed by ld64 and codesign",
+    },
+    {
+        "name": "numpy",
+        "version": "2.4.6",
+        "filename": "numpy-2.4.6-cp311-cp311-macosx_10_9_x86_64.whl",
+        "sha256": "0280e0356c0829a18d9de1cb7eee50ec22ca639878d7240307ca0943d73cd2c4",
+        "size": 16969194,
+        "why": "x86_64; LC_VERSION_MIN_MACOSX 10.x; SHA-1 + SHA-256 CodeDirectories from codesign",
+    },
+    {
+        "name": "pillow",
+        "version": "12.0.0",
+        "filename": "pillow-12.0.0-cp311-cp311-macosx_11_0_arm64.whl",
+        "sha256": "a3475b96f5908b3b16c47533daaa87380c491357d197564e0ba34ae75c0f3257",
+        "size": 4650589,
+        "why": "arm64; many bundled codec dylibs; some extensions with less than 16 bytes of header padding",
+    },
+    {
+        "name": "scipy",
+        "version": "1.16.3",
+        "filename": "scipy-1.16.3-cp311-cp311-macosx_14_0_arm64.whl",
+        "sha256": "bea0a62734d20d67608660f69dcda23e7f90fb4ca20974ab80b6ed40df87a005",
+        "size": 20931935,
+        "why": "arm64, minos 14.0; 117 Mach-O files; Fortran runtime",
+    },
+    {
+        "name": "MarkupSafe",
+        "version": "3.0.2",
+        "filename": "MarkupSafe-3.0.2-cp311-cp311-macosx_10_9_universal2.whl",
+        "sha256": "9025b4018f3a1314059769c7bf15441064b2207cb3f065e6ea1e7359cb46db9d",
+        "size": 14353,
+        "why": "universal2: fat file, arm64 slice signed, x86_64 slice not",
+    },
+    {
+        "name": "cryptography",
+        "version": "46.0.3",
+        "filename": "cryptography-46.0.3-cp311-abi3-macosx_10_9_universal2.whl",
+        "sha256": "109d4ddfadf17e8e7779c39f9b18111a09efb969a301a31e987416a0191ed93a",
+        "size": 7225004,
+        "why": "universal2 abi3; one large fat Rust extension",
+    },
+    {
+        "name": "pyzmq",
+        "version": "27.1.0",
+        "filename": "pyzmq-27.1.0-cp311-cp311-macosx_10_15_universal2.whl",
+        "sha256": "226b091818d461a3bef763805e75685e478ac17e9008f49fce2d3e52b3d58b86",
+        "size": 1333328,
+        "why": "universal2 with a bundled fat libzmq; both slices codesign-signed",
+    },
+]
 
 
 def _sha256(path: Path) -> str:

@@ -1,14 +1,19 @@
 """Build synthetic manylinux wheels, valid and hostile, for wheelfix's tests.
 
-Needs only the standard library, gcc/g++ and binutils; the C sources live in ``src/`` next to this
-file.  Builds are deterministic: the same toolchain gives byte-identical wheels.
+Needs only the standard library, gcc/g++ and binutils; the C sources live in ``synthetic_src/`` next to
+this file.  Builds are deterministic: the same toolchain gives byte-identical wheels.
 
-Use it from tests (``sys.path.insert(0, "testdata/wheels"); import generate``) or from a shell::
+Use it from tests (``from tests.support import synthetic``) or from a shell, in the repository root::
 
-    python testdata/wheels/generate.py OUTDIR [NAME...]
+    python -m tests.support.synthetic OUTDIR [NAME...]
 
 Valid wheels are written to ``OUTDIR/<wheel file name>``; each hostile one to
 ``OUTDIR/<name>/evil-1.0-cp311-cp311-linux_x86_64.whl``.
+
+The README's example wheel (testdata/wheels/wheelfix_example-1.0-cp311-cp311-manylinux_2_17_x86_64.whl,
+committed) is the ``example`` wheel; regenerate it with::
+
+    python -m tests.support.synthetic testdata/wheels example
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SRC = HERE / "src"
+SRC = HERE / "synthetic_src"
 EXT_SUFFIX = ".cpython-311-x86_64-linux-gnu.so"
 MANYLINUX = "cp311-cp311-manylinux_2_17_x86_64"
 LINUX = "cp311-cp311-linux_x86_64"
@@ -462,7 +467,7 @@ def write_example(repo_root: Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("outdir", type=Path)
     parser.add_argument("names", nargs="*", metavar="NAME", help="default: all, valid and hostile")
     args = parser.parse_args(argv)

@@ -14,9 +14,7 @@
 
 from __future__ import annotations
 
-import base64
 import csv
-import hashlib
 import io
 import random
 import subprocess
@@ -29,6 +27,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import synthetic as generate
+from tests.support.asserts import same_bytes
+from tests.support.cli import RunCli
+from tests.support.oracles import readelf
+from tests.support.prereq import require_tool, unavailable
+from tests.support.wheels import record_hash
 from wheelfix.repair.patch import SPLICE_MIN
 from wheelfix.wheel.splice import (
     WINDOW,
@@ -39,11 +43,6 @@ from wheelfix.wheel.splice import (
     splice,
     zlib_available,
 )
-
-from .conftest import RunCli, require_tool, unavailable
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "testdata" / "wheels"))
-import generate
 
 
 @pytest.fixture(autouse=True)
@@ -97,14 +96,6 @@ def inflate_all(stream: bytes) -> bytes:
     out = d.decompress(stream) + d.flush()
     assert d.eof and not d.unused_data, "not exactly one complete deflate stream"
     return out
-
-
-def same_bytes(got: bytes, want: bytes, what: str = "bytes") -> None:
-    """Equality without pytest's diff of megabytes (very slow, and untruncated under CI)."""
-    if got != want:
-        pairs = enumerate(zip(got, want, strict=False))
-        at = next((i for i, (x, y) in pairs if x != y), min(len(got), len(want)))
-        raise AssertionError(f"{what} differ at offset {at} (lengths {len(got)} and {len(want)})")
 
 
 @dataclass
@@ -443,10 +434,6 @@ LOAD = (
 )
 
 
-def record_hash(data: bytes) -> str:
-    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-
-
 def build_big_wheel(where: Path) -> tuple[Path, Path, int]:
     """A wheel whose extension (> SPLICE_MIN) needs libfoo.so.1 from elsewhere; returns the wheel, the
     directory with libfoo and the byte the extension's value() adds."""
@@ -545,8 +532,8 @@ def test_repair_splices_a_big_member(run_cli: RunCli, tmp_path: Path) -> None:
     extracted = tmp_path / "site" / "_big.so"
     extracted.parent.mkdir()
     extracted.write_bytes(so)
-    dynamic = subprocess.run(["readelf", "-dW", str(extracted)], capture_output=True, text=True, check=True)
-    assert f"Library runpath: [{libdir}]" in dynamic.stdout
+    dynamic = readelf(extracted, "-d")
+    assert f"Library runpath: [{libdir}]" in dynamic
     load = subprocess.run(
         [sys.executable, "-I", "-S", "-c", LOAD, str(extracted)], capture_output=True, text=True, check=False
     )

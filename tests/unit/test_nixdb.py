@@ -1,5 +1,5 @@
 """nix-index decoder, soname table builder, preference layer and knowledge-base rules, on small nix-index
-databases generated here (tests/nixindex_fixture.py writes the format)."""
+databases generated here (tests/support/nixindex.py writes the format)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.cli import RunCli
+from tests.support.prereq import unavailable
 from wheelfix.errors import BadInput
 from wheelfix.nixkb.build import build, is_library_name
 from wheelfix.nixkb.kb import Candidate, KnowledgeBase, rank_providers
@@ -32,8 +34,6 @@ from wheelfix.nixkb.nixindex import (
 from wheelfix.nixkb.prefs import HEADER, parse_preferences
 from wheelfix.nixkb.table import FORMAT, Provider, SonameTable, read_table, render_table
 
-from .conftest import RunCli, unavailable
-
 PREF_HEADER = "\t".join(HEADER) + "\n"
 
 
@@ -42,7 +42,7 @@ def fx() -> ModuleType:
     """The database writer; it needs zstandard (the test and db extras)."""
     if importlib.util.find_spec("zstandard") is None:
         unavailable("zstandard is not installed (pip install -e '.[test]')")
-    from . import nixindex_fixture
+    from tests.support import nixindex as nixindex_fixture
 
     return nixindex_fixture
 

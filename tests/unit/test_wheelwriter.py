@@ -3,7 +3,6 @@ reproducible, atomic, ZIP64 only when needed."""
 
 from __future__ import annotations
 
-import base64
 import csv
 import hashlib
 import io
@@ -21,13 +20,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import generate
 import pytest
 
+from tests.support import synthetic as generate
+from tests.support.cli import RunCli
+from tests.support.prereq import require_tool, unavailable
+from tests.support.wheels import record_hash
 from wheelfix.wheel import writer as wheelwriter
 from wheelfix.wheel.writer import write_wheel
-
-from .conftest import RunCli, require_tool, unavailable
 
 DEMO_EXT = "demo/_demo.cpython-311-x86_64-linux-gnu.so"
 DEMO_RECORD = "demo-1.0.dist-info/RECORD"
@@ -81,10 +81,6 @@ def extra_ids(extra: bytes) -> list[int]:
         ids.append(tag)
         pos += 4 + size
     return ids
-
-
-def record_hash(data: bytes) -> str:
-    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
 def assert_valid_zip(path: Path) -> None:
