@@ -7,8 +7,9 @@ from pathlib import Path
 
 import jsonschema
 
-from tests.support.cli import RunCli
 from wheelfix.render.jsondoc import load_schema
+
+from tests.support.cli import RunCli
 
 
 def codes(stdout: str) -> list[tuple[str, str | None]]:

@@ -23,10 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.prereq import unavailable
-from tests.support.wheels import write_wheel
 from wheelfix.binfmt import BinaryFormatError
 from wheelfix.binfmt.macho.reader import MAX_LOAD_COMMANDS, parse_macho
+
+from tests.support.prereq import unavailable
+from tests.support.wheels import write_wheel
 
 WHEEL_NAME = "evil-1.0-cp311-cp311-linux_x86_64.whl"
 MEMBER = "evil/_evil.cpython-311-darwin.so"

@@ -9,9 +9,10 @@ from typing import Any
 import jsonschema
 import pytest
 
+from wheelfix.render.jsondoc import load_schema
+
 from tests.support.cli import RunCli
 from tests.support.paths import EXAMPLE_WHEEL
-from wheelfix.render.jsondoc import load_schema
 
 DEMO_EXT = "demo/_demo.cpython-311-x86_64-linux-gnu.so"
 DEMO_TOOL = "demo-1.0.data/scripts/demo-tool"

@@ -15,13 +15,14 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tests.support.cli import RunCli
-from tests.support.prereq import unavailable
 from wheelfix.analysis import policy as sonames
 from wheelfix.nixkb.kb import KnowledgeBase
 from wheelfix.nixkb.prefs import read_preferences
 from wheelfix.nixkb.table import FORMAT, read_table
 from wheelfix.render.jsondoc import load_schema
+
+from tests.support.cli import RunCli
+from tests.support.prereq import unavailable
 
 CORE = ("libstdc++.so.6", "libz.so.1", "libGL.so.1", "libxcb.so.1")
 

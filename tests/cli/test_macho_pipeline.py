@@ -15,13 +15,14 @@ from typing import Any
 import jsonschema
 import pytest
 
+from wheelfix.render.jsondoc import load_schema
+
 from tests.support import machobuild as mf
 from tests.support.cli import RunCli
 from tests.support.oracles import otool_L
 from tests.support.prereq import require_tool
 from tests.support.realwheels import MACOS_WHEELS, fetch
 from tests.support.wheels import make_wheel
-from wheelfix.render.jsondoc import load_schema
 
 EXT = "machodemo/_ext.cpython-311-darwin.so"
 FOO = "machodemo/.dylibs/libfoo.dylib"

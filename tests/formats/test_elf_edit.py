@@ -42,6 +42,10 @@ import pytest
 from elftools.elf.dynamic import DynamicSegment
 from elftools.elf.elffile import ELFFile
 
+from wheelfix.binfmt import BinaryFormatError
+from wheelfix.binfmt.elf.editor import ElfEditError, ElfPatch, plan_patch
+from wheelfix.binfmt.elf.reader import parse_elf
+
 from tests.support.asserts import same_bytes
 from tests.support.elfbuild import (
     EXES,
@@ -56,9 +60,6 @@ from tests.support.elfbuild import (
 )
 from tests.support.oracles import patchelf, readelf
 from tests.support.prereq import require_tool, unavailable
-from wheelfix.binfmt import BinaryFormatError
-from wheelfix.binfmt.elf.editor import ElfEditError, ElfPatch, plan_patch
-from wheelfix.binfmt.elf.reader import parse_elf
 
 PAGE = 0x1000
 PF_W = 0x2

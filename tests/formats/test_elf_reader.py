@@ -35,12 +35,13 @@ from elftools.elf.gnuversions import GNUVerNeedSection
 from elftools.elf.sections import NoteSection
 from elftools.elf.segments import InterpSegment
 
+from wheelfix.binfmt import MAGIC_PREFIX_LEN, BinaryFormatError, detect_format
+from wheelfix.binfmt.elf.reader import ElfInfo, parse_elf
+
 from tests.support import synthetic as generate
 from tests.support.elfbuild import GCC_BUILDS, build_gcc_programs
 from tests.support.oracles import readelf
 from tests.support.prereq import unavailable
-from wheelfix.binfmt import MAGIC_PREFIX_LEN, BinaryFormatError, detect_format
-from wheelfix.binfmt.elf.reader import ElfInfo, parse_elf
 
 SYSTEM_LIB_DIR = Path("/usr/lib/x86_64-linux-gnu")
 MAX_SYSTEM_LIBS = 150

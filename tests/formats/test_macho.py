@@ -28,19 +28,6 @@ from typing import Any
 
 import pytest
 
-from tests.support import machobuild as mf
-from tests.support.machochecks import OTOOL_TAGS, check_against_llvm, first_content_offset, verify_signature
-from tests.support.oracles import (
-    OTOOL,
-    OtoolDylib,
-    objdump_dylibs_used,
-    objdump_private_headers,
-    objdump_universal_headers,
-    otool_header,
-    otool_L,
-    otool_l,
-)
-from tests.support.prereq import require_tool
 from wheelfix.binfmt import BinaryFormatError, detect_format
 from wheelfix.binfmt.macho.codesign import build_adhoc_signature, page_hashes, parse_signature, signature_size
 from wheelfix.binfmt.macho.editor import (
@@ -54,6 +41,20 @@ from wheelfix.binfmt.macho.editor import (
     sign_macho,
 )
 from wheelfix.binfmt.macho.reader import MachOInfo, MachOSlice, parse_macho
+
+from tests.support import machobuild as mf
+from tests.support.machochecks import OTOOL_TAGS, check_against_llvm, first_content_offset, verify_signature
+from tests.support.oracles import (
+    OTOOL,
+    OtoolDylib,
+    objdump_dylibs_used,
+    objdump_private_headers,
+    objdump_universal_headers,
+    otool_header,
+    otool_L,
+    otool_l,
+)
+from tests.support.prereq import require_tool
 
 DEPS = (
     mf.Dep("/opt/homebrew/opt/libomp/lib/libomp.dylib", "l", "5.0.0", "5.0.0"),

@@ -19,15 +19,16 @@ from typing import Any
 
 import pytest
 
+from wheelfix.binfmt import detect_format
+from wheelfix.binfmt.macho.codesign import page_hashes
+from wheelfix.binfmt.macho.editor import MachOEdits, NoRoomError, edit_macho
+from wheelfix.binfmt.macho.reader import MachOSlice, parse_macho
+
 from tests.support import machobuild as mf
 from tests.support.machochecks import check_against_llvm, first_content_offset, verify_signature
 from tests.support.oracles import objdump_dylibs_used, objdump_private_headers, otool_header, otool_l
 from tests.support.prereq import require_tool
 from tests.support.realwheels import MACOS_WHEELS, fetch
-from wheelfix.binfmt import detect_format
-from wheelfix.binfmt.macho.codesign import page_hashes
-from wheelfix.binfmt.macho.editor import MachOEdits, NoRoomError, edit_macho
-from wheelfix.binfmt.macho.reader import MachOSlice, parse_macho
 
 pytestmark = pytest.mark.network
 

@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from wheelfix.binfmt.macho.reader import parse_macho
+
 from tests.support import machobuild as mf
 from tests.support.cli import RunCli
 from tests.support.machochecks import first_content_offset, verify_signature
@@ -31,7 +33,6 @@ from tests.support.oracles import objdump_dylibs_used, objdump_private_headers, 
 from tests.support.prereq import require_tool
 from tests.support.realwheels import fetch
 from tests.support.wheels import make_wheel
-from wheelfix.binfmt.macho.reader import parse_macho
 
 EXT = "omptest/_ext.cpython-311-darwin.so"
 IDENT = "_ext.cpython-311-darwin.so"  # lld's signature identifier: the output file's name

@@ -23,12 +23,6 @@ from typing import Any
 
 import pytest
 
-from tests.support import machobuild as mf
-from tests.support.nix import nix_env
-from tests.support.paths import GOLDEN, STUB_NIXPKGS
-from tests.support.prereq import require_tool
-from tests.support.realwheels import MACOS_WHEELS, fetch, load_manifest
-from tests.support.wheels import make_wheel
 from wheelfix.analysis.resolve import analyze
 from wheelfix.analysis.scan import scan_wheel
 from wheelfix.nixkb.kb import Candidate, KnowledgeBase
@@ -45,6 +39,13 @@ from wheelfix.render.nix import (
     referenced,
     render_nix,
 )
+
+from tests.support import machobuild as mf
+from tests.support.nix import nix_env
+from tests.support.paths import GOLDEN, STUB_NIXPKGS
+from tests.support.prereq import require_tool
+from tests.support.realwheels import MACOS_WHEELS, fetch, load_manifest
+from tests.support.wheels import make_wheel
 
 REGEN = bool(os.environ.get("WHEELFIX_REGEN_GOLDEN"))
 HOOKS = ("autoPatchelfHook", "autoAddDriverRunpath", "addDriverRunpath")

@@ -19,10 +19,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from wheelfix.render.jsondoc import load_schema
+
 from tests.support.oracles import readelf_facts
 from tests.support.prereq import require_tool
 from tests.support.realwheels import fetch, load_manifest
-from wheelfix.render.jsondoc import load_schema
 
 pytestmark = pytest.mark.network
 

@@ -7,8 +7,8 @@ scratch (or from a host ELF), so the tests need no download.
   (zipfile corrects every offset by the shift); ``os.pread`` then failed with EINVAL (reported, but as
   "[Errno 22] Invalid argument"; now named).
 * fuzz ``elf-writer``: an ELF with a PT_LOAD whose file offset lies far past the end of the file is accepted
-  by the reader, and ``plan_patch`` pads the output up to that offset: 256 GiB for the input below, a
-  MemoryError (exit 3) or the OOM killer. Open: xfail until plan_patch refuses such a file.
+  by the reader, and ``plan_patch`` padded the output up to that offset: 256 GiB for the input below, a
+  MemoryError (exit 3) or the OOM killer. Fixed: plan_patch refuses such a file (BinaryFormatError).
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from pathlib import Path
 
 import pytest
 
+from wheelfix.errors import BadInput
+from wheelfix.wheel.archive import WheelArchive
+
 from tests.support.elfbuild import gcc_bytes
 from tests.support.prereq import require_tool, unavailable
 from tests.support.wheels import write_wheel
-from wheelfix.errors import BadInput
-from wheelfix.wheel.archive import WheelArchive
 
 WHEEL_NAME = "evil-1.0-cp311-cp311-linux_x86_64.whl"
 RECORD = "evil-1.0.dist-info/RECORD"

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from fuzz import harnesses
+
 from tests.support.prereq import unavailable
 
 

@@ -8,8 +8,9 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from tests.support.oracles import OtoolDylib, objdump_private_headers, otool_header, otool_L, otool_l
 from wheelfix.binfmt.macho.reader import MachOSlice, parse_macho
+
+from tests.support.oracles import OtoolDylib, objdump_private_headers, otool_header, otool_L, otool_l
 
 OTOOL_TAGS = {
     "LC_LOAD_DYLIB": (),

@@ -27,12 +27,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import synthetic as generate
-from tests.support.asserts import same_bytes
-from tests.support.cli import RunCli
-from tests.support.oracles import readelf
-from tests.support.prereq import require_tool, unavailable
-from tests.support.wheels import record_hash
 from wheelfix.repair.patch import SPLICE_MIN
 from wheelfix.wheel.splice import (
     WINDOW,
@@ -43,6 +37,13 @@ from wheelfix.wheel.splice import (
     splice,
     zlib_available,
 )
+
+from tests.support import synthetic as generate
+from tests.support.asserts import same_bytes
+from tests.support.cli import RunCli
+from tests.support.oracles import readelf
+from tests.support.prereq import require_tool, unavailable
+from tests.support.wheels import record_hash
 
 
 @pytest.fixture(autouse=True)

@@ -18,8 +18,6 @@ from typing import Any
 
 import pytest
 
-from tests.support.cli import RunCli
-from tests.support.prereq import unavailable
 from wheelfix.errors import BadInput
 from wheelfix.nixkb.build import build, is_library_name
 from wheelfix.nixkb.kb import Candidate, KnowledgeBase, rank_providers
@@ -33,6 +31,9 @@ from wheelfix.nixkb.nixindex import (
 )
 from wheelfix.nixkb.prefs import HEADER, parse_preferences
 from wheelfix.nixkb.table import FORMAT, Provider, SonameTable, read_table, render_table
+
+from tests.support.cli import RunCli
+from tests.support.prereq import unavailable
 
 PREF_HEADER = "\t".join(HEADER) + "\n"
 

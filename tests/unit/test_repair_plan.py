@@ -14,15 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import synthetic
-from tests.support.elfbuild import gcc_bytes
-from tests.support.prereq import unavailable
-from tests.support.wheels import make_wheel
 from wheelfix.analysis.model import Outcome
 from wheelfix.analysis.resolve import analyze
 from wheelfix.analysis.scan import scan_wheel
 from wheelfix.repair.libindex import LibIndex
 from wheelfix.repair.plan import ElfEdit, Missing, WheelPlan, plan_repair
+
+from tests.support import synthetic
+from tests.support.elfbuild import gcc_bytes
+from tests.support.prereq import unavailable
+from tests.support.wheels import make_wheel
 
 DEMO_EXT = "demo/_demo.cpython-311-x86_64-linux-gnu.so"
 DEMO_TOOL = "demo-1.0.data/scripts/demo-tool"

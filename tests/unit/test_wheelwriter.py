@@ -22,12 +22,13 @@ from typing import Any
 
 import pytest
 
+from wheelfix.wheel import writer as wheelwriter
+from wheelfix.wheel.writer import write_wheel
+
 from tests.support import synthetic as generate
 from tests.support.cli import RunCli
 from tests.support.prereq import require_tool, unavailable
 from tests.support.wheels import record_hash
-from wheelfix.wheel import writer as wheelwriter
-from wheelfix.wheel.writer import write_wheel
 
 DEMO_EXT = "demo/_demo.cpython-311-x86_64-linux-gnu.so"
 DEMO_RECORD = "demo-1.0.dist-info/RECORD"
