@@ -1,5 +1,5 @@
 """inspect and check on macOS wheels: synthetic wheels built at test time from clang-15/lld-15 fixtures
-(tests/machofixtures.py), and the pinned real macOS wheels of tests/test_macho_real.py.
+(tests/support/machobuild.py), and the pinned real macOS wheels (tests/support/realwheels.py).
 
 The oracle for what each binary says is llvm-otool-15 (the install names it lists must be the needs we
 report, per slice); the resolution follows dyld's rules as documented in wheelfix.analysis.resolve.

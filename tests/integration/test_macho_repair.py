@@ -1,13 +1,13 @@
 """``wheelfix repair`` on macOS wheels: install names rewritten to store paths (or LC_RPATHs added), per
 slice, re-signed ad hoc, refused cleanly when the header padding is too small.
 
-Fixtures are built at test time with clang-15 + ld64.lld-15 (tests/machofixtures.py); the libraries the
-repairs point at are Mach-O files added to the store with ``nix-store --add``. Oracles, none of them
-wheelfix: ``llvm-otool-15`` / ``llvm-objdump-15`` read the edited load commands; the signatures are checked
-page by page with hashlib (tests/test_macho.py's verify_signature); and an edit is compared byte for byte
-with what lld itself writes when linked against the new name (only LC_UUID, which lld derives from the
-content, and therefore the first page's hash, differ). Real wheels: xgboost and lightgbm for macOS, which
-need Homebrew's ``@rpath/libomp.dylib``.
+Fixtures are built at test time with clang-15 + ld64.lld-15 (tests/support/machobuild.py); the libraries the
+repairs point at are Mach-O files added to the store with ``nix-store --add``. Oracles, none of them wheelfix:
+``llvm-otool-15`` / ``llvm-objdump-15`` read the edited load commands; the signatures are checked page by page
+with hashlib (tests/support/machochecks.py's verify_signature); and an edit is compared byte for byte with
+what lld itself writes when linked against the new name (only LC_UUID, which lld derives from the content, and
+therefore the first page's hash, differ). Real wheels: xgboost and lightgbm for macOS, which need Homebrew's
+``@rpath/libomp.dylib``.
 """
 
 from __future__ import annotations

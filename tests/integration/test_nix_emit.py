@@ -2,12 +2,12 @@
 
 Every fragment is parsed with ``nix-instantiate --parse`` and evaluated with ``nix-instantiate --eval
 --strict`` against a stub ``pkgs`` generated from the shipped soname table and preferences: every nixpkgs
-output the knowledge base can answer exists there (as an attrset with ``outPath``), so a misspelt attribute
-or output fails. Golden files: ``tests/golden/nix-<flavor>.nix`` (Linux wheels), ``nix-darwin-<flavor>.nix``
-(macOS wheels built with clang-15/lld-15, tests/machofixtures.py) and ``nix-mixed-<flavor>.nix`` (a Linux and
-macOS wheels of one project: one guarded fragment); rewrite them with ``WHEELFIX_REGEN_GOLDEN=1``. Fragments
-with a darwin part are evaluated twice, against the stub with ``stdenv.hostPlatform`` of Linux and of darwin
-and nixpkgs' ``lib`` functions from tests/nix/stub-nixpkgs/lib.nix.
+output the knowledge base can answer exists there (as an attrset with ``outPath``), so a misspelt attribute or
+output fails. Golden files: ``tests/golden/nix-<flavor>.nix`` (Linux wheels), ``nix-darwin-<flavor>.nix``
+(macOS wheels built with clang-15/lld-15, tests/support/machobuild.py) and ``nix-mixed-<flavor>.nix`` (a Linux
+and macOS wheels of one project: one guarded fragment); rewrite them with ``WHEELFIX_REGEN_GOLDEN=1``.
+Fragments with a darwin part are evaluated twice, against the stub with ``stdenv.hostPlatform`` of Linux and
+of darwin and nixpkgs' ``lib`` functions from tests/nix/stub-nixpkgs/lib.nix.
 """
 
 from __future__ import annotations
@@ -538,7 +538,8 @@ def test_cli_macos(mac_wheels: dict[str, Path]) -> None:
     assert "@rpath/QtCore.framework/Versions/5/QtCore" in odd.stderr
 
 
-# pinned like tests/test_macho_repair.py's: needs Homebrew's @rpath/libomp.dylib, nothing else from outside
+# pinned like tests/integration/test_macho_repair.py's: needs Homebrew's @rpath/libomp.dylib, nothing else
+# from outside
 XGBOOST_ARM64 = {
     "name": "xgboost",
     "version": "3.2.0",

@@ -7,7 +7,7 @@ renamed into place atomically.
 
 CLI, in the repository root: ``python -m tests.support.realwheels [--ci | --bench | --all]`` prints one path
 per line (``python tests/support/realwheels.py`` works too: this module needs nothing but the standard
-library, so bench/ and tests/corpus/run.py load it as a script).
+library, and bench/ imports it with only tests/support/ on sys.path).
 """
 
 from __future__ import annotations

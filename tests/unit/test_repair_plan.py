@@ -64,8 +64,12 @@ def plan(
     return plan_repair(analysis, index, allow=allow, rpath_kind=rpath_kind, interpreter=interpreter)
 
 
+def elf_edits(p: WheelPlan) -> tuple[ElfEdit, ...]:
+    return p.edits  # the only place that names the field: WheelPlan.edits
+
+
 def edits(p: WheelPlan) -> dict[str, ElfEdit]:
-    return {e.member: e for e in p.edits}
+    return {e.member: e for e in elf_edits(p)}
 
 
 def test_needs_found_in_lib_dirs_are_appended_to_the_runpath(
@@ -133,7 +137,7 @@ def test_other_wheels_provide_and_the_rest_is_missing(
     wheels: dict[str, Path], libdirs: dict[str, Path]
 ) -> None:
     alone, *_ = plan([wheels["consumer"]], [libdirs["foo"]])
-    assert alone.edits == ()
+    assert elf_edits(alone) == ()
     assert alone.missing == (
         Missing(CONSUMER_EXT, "libprov.so.1", Outcome.UNRESOLVED),
         Missing(CONSUMER_EXT, "libstdc++.so.6", Outcome.MANYLINUX),
@@ -142,7 +146,7 @@ def test_other_wheels_provide_and_the_rest_is_missing(
     together = plan([wheels["consumer"], wheels["provider"]], [libdirs["foo"]])
     assert [p.wheel.scan.meta.name for p in together] == ["consumer", "provider"]
     assert together[0].missing == alone.missing[1:]  # libprov.so.1 comes from the provider wheel
-    assert together[1].edits == () and together[1].missing == ()
+    assert elf_edits(together[1]) == () and together[1].missing == ()
 
 
 @pytest.mark.parametrize(
@@ -167,9 +171,9 @@ def test_rpath_kind_alone_converts_the_tag(wheels: dict[str, Path], libdirs: dic
     """legacy needs nothing from outside: kept as it is, but --rpath-kind runpath still converts its
     DT_RPATH (same value) to DT_RUNPATH."""
     (kept,) = plan([wheels["rpathlegacy"]], [libdirs["foo"]])
-    assert kept.edits == () and kept.missing == ()
+    assert elf_edits(kept) == () and kept.missing == ()
     (p,) = plan([wheels["rpathlegacy"]], [libdirs["foo"]], rpath_kind="runpath")
-    assert p.edits == (
+    assert elf_edits(p) == (
         ElfEdit(
             member=LEGACY_EXT,
             kind="RUNPATH",
@@ -220,7 +224,7 @@ def test_a_library_inheriting_a_loaders_rpath_gets_rpath(
     foo = libdirs["foo"]
     (through_rpath,) = plan([loaded_through["rpath"]], [foo])
     assert through_rpath.missing == ()
-    assert through_rpath.edits == (
+    assert elf_edits(through_rpath) == (
         ElfEdit(
             member="inherit/libs/libx.so.1",
             kind="RPATH",
@@ -233,7 +237,7 @@ def test_a_library_inheriting_a_loaders_rpath_gets_rpath(
         ),
     )
     (through_runpath,) = plan([loaded_through["runpath"]], [foo])
-    (edit,) = through_runpath.edits
+    (edit,) = elf_edits(through_runpath)
     assert (edit.member, edit.kind, edit.old_kind, edit.new_value) == (
         "inherit/libs/libx.so.1",
         "RUNPATH",
@@ -242,7 +246,7 @@ def test_a_library_inheriting_a_loaders_rpath_gets_rpath(
     )
     # asked for explicitly, the tag is what was asked for
     (forced,) = plan([loaded_through["rpath"]], [foo], rpath_kind="runpath")
-    assert [(e.member, e.kind) for e in forced.edits] == [
+    assert [(e.member, e.kind) for e in elf_edits(forced)] == [
         ("inherit/_ext.cpython-311-x86_64-linux-gnu.so", "RUNPATH"),
         ("inherit/libs/libx.so.1", "RUNPATH"),
     ]
