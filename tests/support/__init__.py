@@ -10,7 +10,8 @@
   :mod:`~tests.support.elfbuild` (gcc / clang-15 + lld ELF binaries), :mod:`~tests.support.machobuild`
   (clang-15 + ld64.lld-15 Mach-O fixtures), :mod:`~tests.support.wheels` (small wheels written by hand),
   :mod:`~tests.support.nixindex` (nix-index databases);
-* helpers: :mod:`~tests.support.cli` (the command line in a subprocess, fresh venvs),
+* helpers: :mod:`~tests.support.asserts` (``same_bytes``), :mod:`~tests.support.cli` (the command line in a
+  subprocess, fresh venvs),
   :mod:`~tests.support.nix` (real Nix: ``nix-store --add``, references, the hook in a raw derivation),
   :mod:`~tests.support.machochecks` (wheelfix's Mach-O reader against LLVM, signatures checked with
   hashlib), :mod:`~tests.support.realwheels` (the pinned real wheels, fetched by sha256).
