@@ -155,11 +155,11 @@ def warm_page_cache(path: Path) -> None:
 
 def manifest_wheels(flag: str) -> list[Path]:
     """Fetch (or reuse from the cache) the manifest wheels marked with ``flag`` ("ci"/"bench")."""
-    sys.path.insert(0, str(REPO / "tests"))
+    sys.path.insert(0, str(REPO / "tests" / "support"))
     try:
-        from realwheels.fetch import fetch, load_manifest
+        from realwheels import fetch, load_manifest
     finally:
-        sys.path.remove(str(REPO / "tests"))
+        sys.path.remove(str(REPO / "tests" / "support"))
     return [fetch(entry) for entry in load_manifest() if entry[flag]]
 
 

@@ -2,8 +2,8 @@
 
 The edit is what a repair does: the first non-system dependency of each slice to a /nix/store path, plus one
 LC_RPATH. For both tools the output is checked: the names read back (with wheelfix's reader, which
-tests/test_macho.py holds to llvm-otool), every slice's signature verified page by page with hashlib, and
-whether the bytes outside the load commands and the signature are untouched.
+tests/formats/test_macho.py holds to llvm-otool), every slice's signature verified page by page with hashlib,
+and whether the bytes outside the load commands and the signature are untouched.
 
 Times are in-process medians of ``--repeat`` runs (default 5). lief is timed parsing with its default
 (deep) configuration and with ``ParserConfig.quick``, editing, and writing to bytes; it does not sign.

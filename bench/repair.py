@@ -607,8 +607,8 @@ def _methods(text: str) -> list[str]:
 def _default_wheel() -> Path:
     if DEFAULT_WHEEL.is_file():
         return DEFAULT_WHEEL
-    sys.path.insert(0, str(Path(_HERE).parent / "tests"))
-    from realwheels.fetch import fetch, load_manifest
+    sys.path.insert(0, str(Path(_HERE).parent / "tests" / "support"))
+    from realwheels import fetch, load_manifest
 
     (entry,) = [e for e in load_manifest() if e["name"] == "torch"]
     return Path(fetch(entry))

@@ -13,8 +13,8 @@ and checks a property:
 * ``macho-writer``: ``edit_macho`` either refuses (``BinaryFormatError``/``MachOEditError``) or gives a file
   that ``parse_macho`` reads back with the requested rpaths and install names.
 
-Seeds: ELF from the host (libz, a small executable), Mach-O from ``tests/machofixtures`` (clang-15/lld) or
-small macOS wheels in the wheel cache; the zip seed is a small valid wheel built here.
+Seeds: ELF from the host (libz, a small executable), Mach-O from ``tests/support/machobuild.py``
+(clang-15/lld) or small macOS wheels in the wheel cache; the zip seed is a small valid wheel built here.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def elf_seeds() -> tuple[bytes, ...]:
 def _macho_from_fixtures() -> list[bytes]:
     sys.path.insert(0, str(ROOT))
     try:
-        from tests import machofixtures
+        from tests.support import machobuild as machofixtures
     except ImportError:
         return []
     if not all(shutil.which(t) for t in machofixtures.TOOLS):
@@ -212,7 +212,8 @@ def check_macho(data: bytes) -> None:
 
 def _load_past_end(data: bytes) -> bool:
     """A PT_LOAD whose file range ends past the end of the file: a known finding (plan_patch pads the output
-    up to it; tests/test_corpus_regressions.py), skipped here so the harness can find other things."""
+    up to it; tests/regressions/test_corpus_regressions.py), skipped here so the harness can find other
+    things."""
     is64, little = data[4] == 2, data[5] == 1
     end = "<" if little else ">"
     if is64:

@@ -6,8 +6,8 @@ fragment with ``wheelfix nix`` and parse it with ``nix-instantiate --parse`` (wh
 and ``wheelfix repair`` it, accepting the needs the store cannot provide with ``--allow`` (counted):
 
 * Linux wheels against a fake Nix store of Debian libraries (each added with ``nix-store --add``); every
-  patched binary is re-verified with ``readelf -d`` (not wheelfix): its DT_RUNPATH/DT_RPATH is exactly
-  what ``wheelfix repair --dry-run`` planned;
+  patched binary is re-verified with ``readelf -d`` (tests/support/oracles.py, not wheelfix): its
+  DT_RUNPATH/DT_RPATH is exactly what ``wheelfix repair --dry-run`` planned;
 * macOS wheels against a second fake store of Mach-O libraries built with clang-15 + ld64.lld-15 (a fat
   arm64 + x86_64 ``libomp.dylib``: the one install name the macOS corpus leaves unresolved); every
   planned slice is re-verified with ``llvm-objdump-15 --macho --arch=X`` (``--private-headers`` and
@@ -55,27 +55,34 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "realwheels"))
-
-from fetch import CACHE_DIR, FetchError, fetch  # noqa: E402
 
 
-def _load_machofixtures() -> Any:
-    """tests/machofixtures.py (the clang/lld builders and llvm-objdump parsers; no pytest, no wheelfix),
-    loaded by path so that tests/ need not go on sys.path."""
+def _import_tests_package() -> None:
+    """Run as a script, this directory is sys.path[0] and the repository root is not on sys.path: import the
+    repository's ``tests`` package by its location, so that ``tests.support`` imports below work without
+    touching sys.path (as ``tests.corpus.run``, under pytest, it is imported already)."""
+    if "tests" in sys.modules:
+        return
     spec = importlib.util.spec_from_file_location(
-        "wheelfix_corpus_machofixtures", ROOT / "tests" / "machofixtures.py"
+        "tests", ROOT / "tests" / "__init__.py", submodule_search_locations=[str(ROOT / "tests")]
     )
     assert spec is not None and spec.loader is not None
-    module = sys.modules.get(spec.name)
-    if module is None:
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up
-        spec.loader.exec_module(module)
-    return module
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["tests"] = module
+    spec.loader.exec_module(module)
 
 
-mf = _load_machofixtures()
+_import_tests_package()
+
+from tests.support import machobuild as mf  # noqa: E402
+from tests.support.nix import NIX_CONFIG  # noqa: E402
+from tests.support.oracles import (  # noqa: E402
+    objdump_dylibs_used,
+    objdump_private_headers,
+    objdump_universal_headers,
+    search_path,
+)
+from tests.support.realwheels import CACHE_DIR, FetchError, fetch  # noqa: E402
 
 MANIFEST = HERE / "manifest.json"
 DEFAULT_RESULTS = ROOT / "bench" / "results" / "corpus.json"
@@ -111,9 +118,6 @@ STORE_SONAMES = (
     "libSM.so.6",
     "libICE.so.6",
 )
-NIX_CONFIG = (
-    "substituters =\nbuild-users-group =\nsandbox = false\nexperimental-features = nix-command flakes"
-)
 # wheelfix's documented exit codes: 0 ok, 1 findings, 2 bad input or usage; 3 (internal error) is an error
 OK_CODES = (0, 1)
 TIMEOUT = 1800
@@ -133,7 +137,6 @@ _DYLIB_CMDS = frozenset(
     {"LC_LOAD_DYLIB", "LC_LOAD_WEAK_DYLIB", "LC_REEXPORT_DYLIB", "LC_LAZY_LOAD_DYLIB", "LC_LOAD_UPWARD_DYLIB"}
 )
 _FAT_MAGICS = (b"\xca\xfe\xba\xbe", b"\xca\xfe\xba\xbf")
-_READELF_PATH = re.compile(r"\((?P<kind>RPATH|RUNPATH)\)\s+Library (?:rpath|runpath): \[(?P<value>[^\]]*)\]")
 
 _REQUIRED = {
     "name": str,
@@ -325,9 +328,10 @@ def _nix_fragment(result: Result, wheel: Path, work: Path, have_nix: bool) -> No
 
 
 def _readelf_path(path: Path) -> tuple[str, str] | None:
-    proc = subprocess.run(["readelf", "-d", "-W", str(path)], capture_output=True, text=True, check=False)
-    match = _READELF_PATH.search(proc.stdout)
-    return (match["kind"], match["value"]) if match else None
+    try:
+        return search_path(path, allow_warnings=True)
+    except AssertionError:  # readelf refused the file: no search path, a mismatch with the plan
+        return None
 
 
 @dataclass
@@ -372,7 +376,7 @@ def _slices(path: Path, data: bytes) -> dict[str, bytes]:
     """arch -> the slice's bytes: from ``llvm-objdump --universal-headers`` for a fat file; a thin file is
     one slice, named by ``llvm-lipo -archs``."""
     if data[:4] in _FAT_MAGICS:
-        _, archs = mf.objdump_universal_headers(path)
+        _, archs = objdump_universal_headers(path)
         return {a.arch: data[a.offset : a.offset + a.size] for a in archs}
     return {_run(mf.LIPO, "-archs", path).stdout.strip(): data}
 
@@ -467,8 +471,8 @@ def _verify_slice(
 ) -> list[str]:
     """Problems of one planned slice, from llvm-objdump's view of the old and new file and hashlib."""
     problems = []
-    old_cmds = mf.objdump_private_headers(old_path, arch)
-    new_cmds = mf.objdump_private_headers(new_path, arch)
+    old_cmds = objdump_private_headers(old_path, arch)
+    new_cmds = objdump_private_headers(new_path, arch)
     if not old_cmds or not new_cmds:
         return [f"llvm-objdump shows no {arch} slice"]
     # install names: the old ones with exactly the planned renames, in order, versions kept
@@ -488,7 +492,7 @@ def _verify_slice(
     if unknown:
         problems.append(f"planned renames of names the slice does not load: {sorted(unknown)}")
     ids = [c["name"] for c in new_cmds if c["cmd"] == "LC_ID_DYLIB"]
-    used = [d.name for d in mf.objdump_dylibs_used(new_path, arch)]
+    used = [d.name for d in objdump_dylibs_used(new_path, arch)]
     if used != ids + [g[1] for g in got]:
         problems.append(f"--dylibs-used {used} disagrees with --private-headers")
     # LC_RPATHs: the old ones minus the deleted, in order, then the added
@@ -628,7 +632,7 @@ def _repair(result: Result, wheel: Path, work: Path, store: FakeStore | MachOSto
             result.errors.append(
                 "repair: no repair manifest (<dist-info>/wheelfix.json) in the patched wheel"
             )
-        if set(old) ^ set(new) - manifest:
+        if (set(old) ^ set(new)) - manifest:
             result.errors.append(f"repair: member list changed: {sorted(set(old) ^ set(new))[:5]}")
         changed = {
             name

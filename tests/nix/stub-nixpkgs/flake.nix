@@ -1,4 +1,4 @@
-# A hand-written stand-in for nixpkgs, for wheelfix's flake tests (tests/test_nix_flake.py).
+# A hand-written stand-in for nixpkgs, for wheelfix's flake tests (tests/integration/test_nix_flake.py).
 #
 # It has only what wheelfix's flake.nix and nix/*.nix use. Every builder is a raw `derivation` that keeps
 # what it was called with in `stubArgs` (and `stubFunction`), so tests can assert on the wiring with
