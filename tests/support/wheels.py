@@ -56,3 +56,14 @@ def make_wheel(out_dir: Path, name: str, tag: str, files: Mapping[str, bytes]) -
         for path, data in members.items():
             zf.writestr(path, data)
     return out
+
+
+def repack_wheel(path: Path, files: Mapping[str, bytes], dist_info: str) -> Path:
+    """A wheel at ``path`` holding exactly ``files`` (their own METADATA and WHEEL included) and a correct
+    ``<dist_info>/RECORD`` (any RECORD in ``files`` is replaced)."""
+    members = {n: d for n, d in files.items() if n != f"{dist_info}/RECORD"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in with_record(members, dist_info).items():
+            zf.writestr(name, data)
+    return path

@@ -81,8 +81,13 @@ class RepairManifest:
         return member in self.binaries
 
     def merged(self, newer: RepairManifest) -> RepairManifest:
-        """This manifest with ``newer``'s records replacing those of the same binaries."""
-        return RepairManifest(newer.tool_version, {**self.binaries, **newer.binaries})
+        """This manifest updated by a later repair's: per binary and arch, what the later one provides is
+        added (a need it now provides is no longer "allowed"); directories and interpreter accumulate."""
+        binaries = dict(self.binaries)
+        for member, new in newer.binaries.items():
+            old = binaries.get(member)
+            binaries[member] = new if old is None else _merge_binary(old, new)
+        return RepairManifest(newer.tool_version, binaries)
 
     def to_json(self) -> bytes:
         doc: dict[str, Any] = {
@@ -122,6 +127,22 @@ class RepairManifest:
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ManifestError(f"malformed: {e!r}") from None
         return cls(version, binaries)
+
+
+def _merge_binary(old: BinaryRecord, new: BinaryRecord) -> BinaryRecord:
+    archs = dict(old.archs)
+    for arch, a in new.archs.items():
+        before = archs.get(arch, ArchRecord())
+        provides = {**before.provides, **a.provides}
+        allowed = tuple(n for n in dict.fromkeys((*before.allowed, *a.allowed)) if n not in provides)
+        archs[arch] = ArchRecord(provides, allowed)
+    return BinaryRecord(
+        format=new.format,
+        archs=archs,
+        search_kind=new.search_kind or old.search_kind,
+        added=tuple(dict.fromkeys((*old.added, *new.added))),
+        interpreter=new.interpreter or old.interpreter,
+    )
 
 
 def _binary(b: Any) -> BinaryRecord:

@@ -11,8 +11,8 @@ signs its output (``-adhoc_codesign``, the default for arm64):
   16-byte boundary of the SuperBlob, and the executable segment (``__TEXT``) base and limit, with
   ``CS_EXECSEG_MAIN_BINARY`` for executables.
 
-That layout was read off lld's output (see tests/formats/test_macho.py, which checks our signature against lld's
-byte for byte), not from lld's source. Signatures ``codesign`` made are read too (requirements,
+That layout was read off lld's output (see tests/formats/test_macho.py, which checks our signature against
+lld's byte for byte), not from lld's source. Signatures ``codesign`` made are read too (requirements,
 entitlements, a CMS signature, alternate CodeDirectories), but only ever *replaced* by the lld form: after
 an edit any earlier signature is void anyway.
 """
