@@ -7,7 +7,7 @@ or output fails. Golden files: ``tests/golden/nix-<flavor>.nix`` (Linux wheels),
 (macOS wheels built with clang-15/lld-15, tests/machofixtures.py) and ``nix-mixed-<flavor>.nix`` (a Linux and
 macOS wheels of one project: one guarded fragment); rewrite them with ``WHEELFIX_REGEN_GOLDEN=1``. Fragments
 with a darwin part are evaluated twice, against the stub with ``stdenv.hostPlatform`` of Linux and of darwin
-and nixpkgs' ``lib`` functions from tests/nix/stub-nixpkgs/lib.nix.
+and nixpkgs' real ``lib`` (nix-sources, tests/nix/realnix.py).
 """
 
 from __future__ import annotations
@@ -110,19 +110,21 @@ def pkgs_stub(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return stub_pkgs(tmp_path_factory.mktemp("nixstub"))
 
 
-LIB_NIX = Path(__file__).resolve().parent / "nix" / "stub-nixpkgs" / "lib.nix"
 PLATFORMS = ("linux", "darwin")
 
 
 @pytest.fixture(scope="module")
 def platform_stubs(pkgs_stub: Path) -> dict[str, Path]:
     """The stub pkgs plus ``lib`` and ``stdenv.hostPlatform`` of Linux / darwin."""
+    from .nix.realnix import nix_sources
+
+    lib_nix = nix_sources() / "nixpkgs-lib" / "lib"
     out = {}
     for platform in PLATFORMS:
         path = pkgs_stub.with_name(f"stub-pkgs-{platform}.nix")
         linux, darwin = ("true", "false") if platform == "linux" else ("false", "true")
         path.write_text(
-            f"let base = import {pkgs_stub}; in base // {{ lib = import {LIB_NIX}; stdenv = base.stdenv // "
+            f"let base = import {pkgs_stub}; in base // {{ lib = import {lib_nix}; stdenv = base.stdenv // "
             f"{{ hostPlatform = {{ isLinux = {linux}; isDarwin = {darwin}; }}; }}; }}\n",
             encoding="utf-8",
         )

@@ -187,6 +187,14 @@ def check(
 )
 @click.option("--dry-run", is_flag=True, help="Print the planned edit per binary; write nothing.")
 @click.option(
+    "--driver-runpath",
+    "driver_dir",
+    default=None,
+    metavar="DIR",
+    help="Append DIR (e.g. /run/opengl-driver/lib) to the search path of the binaries that need a GPU "
+    "driver library (libcuda.so.1, ...), and of no other.",
+)
+@click.option(
     "--interpreter", default=None, help="PT_INTERP for executables [default: the loader in --lib-path]."
 )
 @click.option(
@@ -214,6 +222,7 @@ def repair(
     from_env: bool,
     allow: tuple[str, ...],
     dry_run: bool,
+    driver_dir: str | None,
     interpreter: str | None,
     rpath_kind: str,
     compression_level: int,
@@ -227,7 +236,12 @@ def repair(
     analysis = _analyze(wheels, jobs, max_size, max_ratio)
     dirs = [*lib_paths, *(dirs_from_env(os.environ) if from_env else [])]
     plans = plan_repair(
-        analysis, LibIndex.from_dirs(dirs), allow=allow, rpath_kind=rpath_kind, interpreter=interpreter
+        analysis,
+        LibIndex.from_dirs(dirs),
+        allow=allow,
+        rpath_kind=rpath_kind,
+        interpreter=interpreter,
+        driver_dir=driver_dir,
     )
     if any(p.missing or p.no_room for p in plans):
         click.echo(render_missing(plans), nl=False, err=True)

@@ -122,12 +122,14 @@ class WheelPlan:
     no_room: tuple[NoRoom, ...] = ()
 
 
-def _kept_entries(b: BinaryAnalysis) -> list[str]:
-    """Existing entries that stay valid once installed: $ORIGIN paths inside the install, store paths."""
+def _kept_entries(b: BinaryAnalysis, driver_dir: str | None = None) -> list[str]:
+    """Existing entries that stay valid once installed: $ORIGIN paths inside the install, store paths (and
+    the GPU driver directory when it is asked for)."""
     own = [d for d in b.search_path if d.kind in ("RPATH", "RUNPATH")]
     kept: list[str] = []
     for d in own:
-        if (d.path is not None or d.entry.startswith("/nix/store/")) and d.entry not in kept:
+        valid = d.path is not None or d.entry.startswith("/nix/store/") or d.entry == driver_dir
+        if valid and d.entry not in kept:
             kept.append(d.entry)
     return kept
 
@@ -138,11 +140,16 @@ def _plan_binary(
     allow: Sequence[str],
     rpath_kind: str,
     interpreter: str | None,
+    driver_dir: str | None = None,
 ) -> tuple[ElfEdit | None, list[Missing]]:
     elf = b.binary.elf
     missing: list[Missing] = []
     added: list[tuple[str, str]] = []
     for need in b.needs:
+        if driver_dir is not None and need.resolution.outcome is Outcome.GPU_DRIVER:
+            # only on the machine that runs the program (NixOS: /run/opengl-driver/lib), so not looked up
+            added.append((need.soname, driver_dir))
+            continue
         if need.resolution.outcome not in _NEEDS_A_PATH:
             continue
         found = index.find(need.soname, elf)
@@ -158,7 +165,7 @@ def _plan_binary(
     inherits = any(d.kind.startswith("RPATH of") for d in b.search_path)
     default_kind = "RPATH" if inherits else "RUNPATH"
     kind = {"rpath": "RPATH", "runpath": "RUNPATH"}.get(rpath_kind, old_kind or default_kind)
-    entries = _kept_entries(b)
+    entries = _kept_entries(b, driver_dir)
     for _soname, directory in added:
         if directory not in entries:
             entries.append(directory)
@@ -279,13 +286,16 @@ def plan_repair(
     allow: Sequence[str] = (),
     rpath_kind: str = "keep",
     interpreter: str | None = None,
+    driver_dir: str | None = None,
 ) -> tuple[WheelPlan, ...]:
+    """``driver_dir``: appended to the search path of the ELF binaries that need a GPU driver library
+    (DT_NEEDED, .note.dlopen or a dlopen string: libcuda.so.1, ...), and of no other."""
     plans = []
     for w in analysis.wheels:
         edits: list[ElfEdit] = []
         missing: list[Missing] = []
         for b in w.binaries:
-            edit, miss = _plan_binary(b, index, allow, rpath_kind, interpreter)
+            edit, miss = _plan_binary(b, index, allow, rpath_kind, interpreter, driver_dir)
             missing.extend(miss)
             if edit is not None:
                 edits.append(edit)
