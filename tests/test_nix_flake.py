@@ -71,6 +71,8 @@ def nix_env() -> dict[str, str]:
 
 
 def run(cmd: Sequence[str | Path], **kw: Any) -> subprocess.CompletedProcess[str]:
+    if Path(str(cmd[0])).name in ("nix", "nix-build"):  # retried when Nix kills a builder (nix#2176)
+        return realnix.run(cmd, **kw)
     return subprocess.run(
         [str(c) for c in cmd], capture_output=True, text=True, check=False, timeout=600, **kw
     )

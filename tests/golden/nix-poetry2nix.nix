@@ -50,7 +50,7 @@ in
         ]
         ++ wheels
       );
-      preFixup = (old.preFixup or "") + searchPath wheels;
+      preFixup = toString (old.preFixup or "") + searchPath wheels;
       dontStrip = true;
     }
   );

@@ -646,7 +646,8 @@ def _package_attrs(indent: str, p: PackagePlan, flavor: Flavor, wheels: bool) ->
     lines += assign("appendRunpaths", [(_lib_dir(c), "dlopen: " + ", ".join(s)) for c, s in p.runpaths])
     if wheels:
         linux_wheels = f"(lib.optionals {_IS_LINUX} wheels)" if p.macos else "wheels"
-        lines.append(f'{indent}preFixup = (old.preFixup or "") + searchPath {linux_wheels};')
+        # toString: poetry2nix's overrides leave `lib.optionals cond "..."`, a list on darwin
+        lines.append(f'{indent}preFixup = toString (old.preFixup or "") + searchPath {linux_wheels};')
     lines.append(f"{indent}dontStrip = true;")
     return lines
 

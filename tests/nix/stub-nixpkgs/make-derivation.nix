@@ -105,6 +105,7 @@ let
       drv = makeDerivation args;
       result =
         drv
+        // lib.genAttrs (args.outputs or [ "out" ]) (o: drv.${o} // { outputSpecified = true; })
         // (args.passthru or { })
         // {
           meta = args.meta or { };

@@ -31,21 +31,25 @@ let
   pythonDir = "${pkgsDir}/development/interpreters/python";
   isLinux = builtins.match ".*-linux" system != null;
 
-  # a derivation built by the host's bash and tools (for the stdenv's own inputs)
+  # a derivation built by the host's bash and tools (for the stdenv's own inputs); its outputs say that
+  # they were chosen (outputSpecified), as make-derivation's do: lib.getDev keeps `cc.cc.lib` the lib output
   hostDerivation =
     attrs:
-    derivation (
-      removeAttrs attrs [ "script" ]
-      // {
-        inherit system;
-        builder = host.bash;
-        args = [
-          "-euc"
-          attrs.script
-        ];
-        PATH = host.toolPath;
-      }
-    );
+    let
+      drv = derivation (
+        removeAttrs attrs [ "script" ]
+        // {
+          inherit system;
+          builder = host.bash;
+          args = [
+            "-euc"
+            attrs.script
+          ];
+          PATH = host.toolPath;
+        }
+      );
+    in
+    drv // lib.genAttrs (attrs.outputs or [ "out" ]) (o: drv.${o} // { outputSpecified = true; });
 
   tools = hostDerivation {
     name = "tools-host";
@@ -91,6 +95,7 @@ let
       '';
     }
     // {
+      pname = "glibc";
       version = host.glibcVersion;
       linuxHeaders.version = "6.1";
     };
@@ -422,6 +427,7 @@ lib.makeScope lib.callPackageWith (
       writeShellScript
       emptyDirectory
       ;
+    pkgs = self;
     buildPackages = self;
     pkgsBuildHost = self;
     config = { };
@@ -429,8 +435,17 @@ lib.makeScope lib.callPackageWith (
     appendOverlays = overlays: self.overrideScope (lib.composeManyExtensions overlays);
     extend = overlay: self.overrideScope overlay;
 
+    # the real makeSetupHook, recording its arguments; with its formals (pyproject.nix looks at them)
     makeSetupHook =
-      args: script:
+      {
+        name ? "hook",
+        propagatedBuildInputs ? [ ],
+        depsTargetTargetPropagated ? [ ],
+        meta ? { },
+        passthru ? { },
+        substitutions ? { },
+      }@args:
+      script:
       record "makeSetupHook" (args // { inherit script; }) (trivial.makeSetupHook args script);
 
     # STUB of nixpkgs' replaceVars (pkgs/build-support/replace-vars): @name@ -> value, every one replaced
@@ -445,6 +460,8 @@ lib.makeScope lib.callPackageWith (
       '';
 
     inherit patchelf glibc;
+    # STUB: nothing is fetched here (the tests use local wheels and path sources)
+    fetchurl = args: throw "fetchurl ${args.url or args.name or ""}: no network in wheelfix's Nix tests";
     bash = tools;
     coreutils = tools;
     unzip = tools;
