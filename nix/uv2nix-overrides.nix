@@ -36,7 +36,7 @@ let
       );
     in
     attempt.success && attempt.value;
-  selected = if packages == null then lib.filter isWheelWithDeps (builtins.attrNames prev) else packages;
+
   wire =
     name:
     prev.${name}.overrideAttrs (
@@ -57,4 +57,9 @@ let
       }
     );
 in
-lib.genAttrs selected wire
+if packages == null then
+  # every attribute again, each decided lazily: an overlay's attribute names must not depend on the
+  # values of the set (they depend on the overlay itself: infinite recursion)
+  lib.mapAttrs (name: value: if isWheelWithDeps name then wire name else value) prev
+else
+  lib.genAttrs packages wire

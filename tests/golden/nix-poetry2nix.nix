@@ -21,13 +21,6 @@ let
 in
 final: prev:
 let
-  # the first of these Python packages the set has (their wheels ship a library), else `fallback`
-  sibling =
-    names: fallback:
-    let
-      present = lib.filter (name: final ? ${name}) names;
-    in
-    if present != [ ] then final.${lib.head present} else fallback;
   # autoPatchelf searches only <input>/lib: the Python packages' own directories too
   searchPath =
     drvs:

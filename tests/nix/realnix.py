@@ -65,7 +65,9 @@ def run(cmd: Sequence[str | Path], **kw: Any) -> subprocess.CompletedProcess[str
     kw.setdefault("env", nix_env())
     args = [str(c) for c in cmd]
     for _attempt in range(4):
-        proc = subprocess.run(args, capture_output=True, text=True, check=False, timeout=1200, **kw)
+        proc = subprocess.run(
+            args, capture_output=True, text=True, errors="replace", check=False, timeout=1200, **kw
+        )
         if proc.returncode == 0 or _KILLED not in proc.stderr or Path(args[0]).name not in _BUILDERS:
             return proc
     return proc
@@ -322,6 +324,15 @@ def search_path(path: Path) -> tuple[str, str] | None:
     return (m.group(1), m.group(2)) if m else None
 
 
+def interpreter(path: Path) -> str | None:
+    """PT_INTERP of an ELF file, by readelf."""
+    import re
+
+    proc = run(["readelf", "-lW", path])
+    m = re.search(r"Requesting program interpreter: (.*)\]", proc.stdout)
+    return m.group(1) if m else None
+
+
 def clean_import(site: Path, code: str, python: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter (-I -S: no user site, no site-packages) with only ``site`` on
     sys.path."""
@@ -334,3 +345,50 @@ def clean_import(site: Path, code: str, python: str | None = None) -> subprocess
         timeout=120,
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
     )
+
+
+def needs_wheel(
+    outdir: Path,
+    project: str,
+    needs: Sequence[str] = (),
+    ships: dict[str, Sequence[str]] | None = None,
+    tag: str = generate.MANYLINUX,
+) -> Path:
+    """``<project>-1.0-<tag>.whl`` whose extension ``<project>/_ext...so`` has a DT_NEEDED entry for each
+    of ``needs`` (linked against empty stand-ins) and a RUNPATH of ``$ORIGIN``; ``ships`` maps member
+    paths of libraries the wheel carries (each named by its SONAME) to what they need in turn."""
+    work = outdir / f"build-{project}"
+    stand_ins = work / "stand-ins"
+    stand_ins.mkdir(parents=True, exist_ok=True)
+
+    def linked(sonames: Sequence[str]) -> list[str]:
+        flags = []
+        for soname in sonames:
+            lib = stand_ins / soname
+            if not lib.exists():
+                _gcc(lib, f"int stand_in_{abs(hash(soname))};\n", ".c", "-shared", f"-Wl,-soname,{soname}")
+            flags.append(f"-l:{soname}")
+        return [f"-L{stand_ins}", "-Wl,--no-as-needed", *flags] if flags else []
+
+    files: dict[str, bytes] = {}
+    for member, lib_needs in (ships or {}).items():
+        soname = member.rsplit("/", 1)[-1]
+        built = _gcc(
+            work / soname, "int shipped;\n", ".c", "-shared", f"-Wl,-soname,{soname}", *linked(lib_needs)
+        )
+        files[member] = built.read_bytes()
+    if needs or not ships:
+        ext = _gcc(
+            work / f"_ext{generate.EXT_SUFFIX}",
+            "int ext_value(void) { return 1; }\n",
+            ".c",
+            "-shared",
+            "-Wl,--enable-new-dtags,-rpath,$ORIGIN",
+            *linked(needs),
+        )
+        files[f"{project.replace('-', '_')}/_ext{generate.EXT_SUFFIX}"] = ext.read_bytes()
+    files[f"{project.replace('-', '_')}/__init__.py"] = b""
+    dist = generate.Dist(project.replace("-", "_"), "1.0", tag)
+    path = outdir / dist.filename
+    path.write_bytes(generate._wheel(dist, files))
+    return path

@@ -429,6 +429,12 @@ _CUDA_WHEELS = (
     "#   A library an nvidia-* wheel ships comes from that wheel when the package set has it (`sibling`",
     "#   below): one CUDA runtime in the closure, the one the lock pins; cudaPackages only otherwise.",
 )
+# poetry2nix's default overrides define every nvidia-*-cu11/-cu12 attribute, locked or not, so the set
+# cannot say which are there: the wheels given to `wheelfix nix` decide
+_CUDA_WHEELS_POETRY = (
+    "#   poetry2nix's package set cannot say which nvidia-* wheels are locked: give those wheels to",
+    "#   `wheelfix nix` together with this one, and their packages are used instead of cudaPackages.",
+)
 _IS_LINUX = "stdenv.hostPlatform.isLinux"
 _IS_DARWIN = "stdenv.hostPlatform.isDarwin"
 _WHEELFIX_HOOK = (
@@ -447,8 +453,7 @@ _LET = (
     "    if old == true then true else lib.optionals (old != false && old != null) (lib.toList old) ++ new;",
     "in",
 )
-_SIBLING = (
-    "let",
+_SIBLING_FN = (
     "  # the first of these Python packages the set has (their wheels ship a library), else `fallback`",
     "  sibling =",
     "    names: fallback:",
@@ -456,12 +461,13 @@ _SIBLING = (
     "      present = lib.filter (name: final ? ${name}) names;",
     "    in",
     "    if present != [ ] then final.${lib.head present} else fallback;",
+)
+_SEARCH_PATH_FN = (
     "  # autoPatchelf searches only <input>/lib: the Python packages' own directories too",
     "  searchPath =",
     "    drvs:",
     '    lib.optionalString (drvs != [ ]) ("if declare -F addAutoPatchelfSearchPath >/dev/null; then\\n"',
     '      + lib.concatMapStrings (drv: "addAutoPatchelfSearchPath ${drv}\\n") drvs + "fi\\n");',
-    "in",
 )
 
 
@@ -493,8 +499,10 @@ def _header(plan: NixPlan, flavor: Flavor) -> list[str]:
     cuda, cuda_wheels = _cuda(plan)
     if cuda:
         lines.extend(_CUDA_HEADER)
-        if cuda_wheels and flavor in ("uv2nix", "poetry2nix"):
+        if cuda_wheels and flavor == "uv2nix":
             lines.extend(_CUDA_WHEELS)
+        elif cuda_wheels and flavor == "poetry2nix":
+            lines.extend(_CUDA_WHEELS_POETRY)
     unknown = [(p.name, p.all_unknown) for p in plan.packages if p.all_unknown]
     if unknown:
         lines.append(
@@ -529,6 +537,7 @@ def _notes(indent: str, p: PackagePlan, flavor: Flavor = "plain") -> list[str]:
                 f"{indent}#   buildInputs + addAutoPatchelfSearchPath, or the soname to "
                 "autoPatchelfIgnoreMissingDeps)"
             )
+    if flavor != "uv2nix":
         for names, fallback, sonames in p.wheel_inputs:
             if fallback is None:
                 shipped = f"shipped by the Python package {_comment(' or '.join(names))}"
@@ -563,9 +572,17 @@ def _darwin_items(p: PackagePlan) -> list[tuple[str, str]]:
     ]
 
 
-def _wheel_items(p: PackagePlan) -> list[tuple[str, str]]:
-    """Overlay flavors: the Python packages of the set that ship a library the package needs."""
-    items = [(f"final.{_attr_name(pkg)}", soname) for soname, pkgs in p.other_packages for pkg in pkgs]
+def _wheel_items(p: PackagePlan, flavor: Flavor) -> list[tuple[str, str]]:
+    """Overlay flavors: the Python packages of the set that ship a library the package needs: those of
+    the wheels given (``final.<pkg>``), and in the uv2nix flavor the ones the knowledge base names when
+    the set has them (``sibling``; a uv2nix set holds only the lock's packages and build systems)."""
+    by_package: dict[str, list[str]] = {}
+    for soname, pkgs in p.other_packages:
+        for pkg in pkgs:
+            by_package.setdefault(pkg, []).append(soname)
+    items = [(f"final.{_attr_name(pkg)}", ", ".join(sonames)) for pkg, sonames in sorted(by_package.items())]
+    if flavor != "uv2nix":
+        return items
     for names, fallback, sonames in p.wheel_inputs:
         choices = "[ " + " ".join(nix_string(n) for n in names) + " ]"
         if fallback is not None:
@@ -583,7 +600,7 @@ def _wheel_items(p: PackagePlan) -> list[tuple[str, str]]:
 def _fallback_items(p: PackagePlan) -> list[tuple[str, str]]:
     """Other flavors: the nixpkgs output of each need a wheel may provide."""
     return [
-        (nix_ref(c), f"{', '.join(sonames)} (or the wheel of {' or '.join(names)})")
+        (nix_ref(c), f"{', '.join(sonames)} (the wheel of {' or '.join(names)} has it too)")
         for names, c, sonames in p.wheel_inputs
         if c is not None
     ]
@@ -608,6 +625,8 @@ def _package_attrs(indent: str, p: PackagePlan, flavor: Flavor, wheels: bool) ->
             parts = [(None, items)] if items else []
         if not parts and extra is None:
             return []
+        if not parts and extra is not None and not p.macos:
+            return [f"{indent}{attr} = append (old.{attr} or [ ]) {extra};"]
         if len(parts) == 1 and parts[0][0] is None and extra is None:
             return [
                 f"{indent}{attr} = append (old.{attr} or [ ]) [",
@@ -635,7 +654,7 @@ def _package_attrs(indent: str, p: PackagePlan, flavor: Flavor, wheels: bool) ->
         [(_WHEELFIX_HOOK, "points the install names at the buildInputs")] if p.darwin_inputs else []
     )
     inputs = [(nix_ref(c), ", ".join(s)) for c, s in p.inputs]
-    if not wheels:
+    if flavor != "uv2nix":
         inputs += _fallback_items(p)
     lines = _notes(indent, p, flavor)
     lines += assign("buildInputs", inputs, _darwin_items(p), "wheels" if wheels else None)
@@ -660,7 +679,7 @@ def _render_overlay(plan: NixPlan, flavor: Flavor) -> list[str]:
             body.append(f"  # {_comment(p.name)}: no binaries, nothing to add")
             continue
         name = _attr_name(p.name)
-        items = _wheel_items(p)
+        items = _wheel_items(p, flavor)
         if not items:
             body.append(f"  {name} = prev.{name}.{method} (old: {{")
             body += _package_attrs("    ", p, flavor, wheels=False)
@@ -678,12 +697,17 @@ def _render_overlay(plan: NixPlan, flavor: Flavor) -> list[str]:
         body.append("    {")
         body += _package_attrs("      ", p, flavor, wheels=bool(items))
         body += ["    }", "  );"]
-    siblings = any(p.has_binaries and _wheel_items(p) for p in plan.packages)
+    used = [item for p in plan.packages if p.has_binaries for item, _ in _wheel_items(p, flavor)]
+    helpers: list[str] = []
+    if any(item.startswith("(sibling ") for item in used):
+        helpers += _SIBLING_FN
+    if used:
+        helpers += _SEARCH_PATH_FN
     return [
         "{ pkgs, ... }:",
         *_LET,
         "final: prev:",
-        *(_SIBLING if siblings else ()),
+        *(("let", *helpers, "in") if helpers else ()),
         "{",
         *body,
         "}",

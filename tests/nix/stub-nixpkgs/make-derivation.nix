@@ -2,8 +2,8 @@
 # check-meta, hardening, cross-compilation splicing and env checks need the whole of nixpkgs). It keeps what
 # the builders here rely on:
 #
-# * `stdenv.mkDerivation attrs` and `stdenv.mkDerivation (finalAttrs: attrs)`, `overrideAttrs` with both
-#   `old: { }` and `final: prev: { }`, `finalPackage`, `passthru` and `meta` on the result;
+# * `stdenv.mkDerivation attrs` and `stdenv.mkDerivation (finalAttrs: attrs)`, `overrideAttrs` with a set,
+#   `old: { }` or `final: prev: { }`, `finalPackage`, `passthru` and `meta` on the result;
 # * the derivation nixpkgs' builder sees: builder = bash, args = [ "-e" default-builder.sh ], `stdenv` = the
 #   setup of ./stdenv.nix, name from pname/version, `__ignoreNulls`, `env` merged in, nulls dropped from the
 #   dependency lists and every dependency replaced by its dev output (lib.chooseDevOutputs), the check
@@ -114,8 +114,10 @@ let
           stubArgs = args;
           finalPackage = result;
           overrideAttrs =
-            f0:
+            f1:
             let
+              # a set, `old: { }` or `final: prev: { }`
+              f0 = if builtins.isFunction f1 then f1 else _: f1;
               f =
                 self: super:
                 let

@@ -306,8 +306,9 @@ lib.makeScope lib.callPackageWith (
           if wheel == null then throw "host.nix names no ${pname} wheel" else wheel
         } "$out/${sitePackages}"
       '' { };
-    # a package nixpkgs has whose contents nothing here runs
-    emptyPythonPackage = pname: pythonPackageFrom pname "" { };
+    # a package nixpkgs has whose contents nothing here runs; overridable (poetry2nix's default overrides
+    # rebuild the bootstrap packages with `.override { ... }`)
+    emptyPythonPackage = pname: lib.makeOverridable ({ ... }: pythonPackageFrom pname "" { }) { };
 
     # hooks whose scripts are not among the sources
     stubHook =
@@ -555,6 +556,33 @@ lib.makeScope lib.callPackageWith (
       "libSM"
     ] emptyPackage;
     libGL = emptyPackage "libGL";
+    # named by poetry2nix's default overrides (numpy) and by fragments' CUDA fallbacks: empty
+    openblasCompat = emptyPackage "openblas";
+    gfortran = emptyPackage "gfortran";
+    cudaPackages =
+      lib.genAttrs
+        [
+          "cuda_cudart"
+          "cuda_nvrtc"
+          "cuda_cupti"
+          "libcublas"
+          "libcufft"
+          "libcusolver"
+          "libcusparse"
+          "cudnn"
+          "nccl"
+        ]
+        (
+          name:
+          hostDerivation {
+            name = "cuda-${name}-unfree-stub";
+            outputs = [
+              "out"
+              "lib"
+            ];
+            script = ''mkdir -p "$out" "$lib/lib"'';
+          }
+        );
     glib = emptyPackage "glib";
     ncurses5 = emptyPackage "ncurses5";
     libxcrypt = emptyPackage "libxcrypt";
