@@ -152,7 +152,8 @@ def _prev(plan: NixPlan) -> str:
 
 def _final(plan: NixPlan) -> str:
     """The package set after the overlay: every package of the plan (for `final.<sibling>`)."""
-    names = {p.name for p in plan.packages} | {n for p in plan.packages for _, ns in p.other_packages for n in ns}
+    siblings = {n for p in plan.packages for _, ns in p.other_packages for n in ns}
+    names = {p.name for p in plan.packages} | siblings
     entries = " ".join(f"{nix_string(n)} = {{ outPath = {nix_string(FINAL + n)}; }};" for n in sorted(names))
     return "{ " + entries + " }"
 
