@@ -353,10 +353,12 @@ def needs_wheel(
     needs: Sequence[str] = (),
     ships: dict[str, Sequence[str]] | None = None,
     tag: str = generate.MANYLINUX,
+    strings: Sequence[str] = (),
 ) -> Path:
     """``<project>-1.0-<tag>.whl`` whose extension ``<project>/_ext...so`` has a DT_NEEDED entry for each
     of ``needs`` (linked against empty stand-ins) and a RUNPATH of ``$ORIGIN``; ``ships`` maps member
-    paths of libraries the wheel carries (each named by its SONAME) to what they need in turn."""
+    paths of libraries the wheel carries (each named by its SONAME) to what they need in turn;
+    ``strings`` are library names in its read-only data (dlopen hints)."""
     work = outdir / f"build-{project}"
     stand_ins = work / "stand-ins"
     stand_ins.mkdir(parents=True, exist_ok=True)
@@ -377,10 +379,18 @@ def needs_wheel(
             work / soname, "int shipped;\n", ".c", "-shared", f"-Wl,-soname,{soname}", *linked(lib_needs)
         )
         files[member] = built.read_bytes()
-    if needs or not ships:
+    if needs or strings or not ships:
+        # ``strings``: library names in read-only data, as a dlopen() argument would be (hints)
+        table = ", ".join(json.dumps(x) for x in strings)
+        source = "int ext_value(void) { return 1; }\n" + (
+            f"const char *const wheelfix_names[] = {{ {table} }};\n"
+            "const char *ext_name(int i) { return wheelfix_names[i]; }\n"
+            if strings
+            else ""
+        )
         ext = _gcc(
             work / f"_ext{generate.EXT_SUFFIX}",
-            "int ext_value(void) { return 1; }\n",
+            source,
             ".c",
             "-shared",
             "-Wl,--enable-new-dtags,-rpath,$ORIGIN",
