@@ -25,7 +25,10 @@
       exampleWheel = ./testdata/wheels/wheelfix_example-1.0-cp311-cp311-manylinux_2_17_x86_64.whl;
     in
     {
-      lib.patchWheel = import ./nix/patch-wheel.nix;
+      lib = {
+        patchWheel = import ./nix/patch-wheel.nix;
+        uv2nixOverrides = import ./nix/uv2nix-overrides.nix;
+      };
 
       overlays.default = final: prev: {
         wheelfix = final.callPackage ./nix/package.nix { };
@@ -47,8 +50,12 @@
         default = {
           type = "app";
           program = "${self.packages.${pkgs.stdenv.hostPlatform.system}.wheelfix}/bin/wheelfix";
+          meta.description = "Inspect, check and repair prebuilt Python wheels for Nix";
         };
       });
+
+      # `nix fmt`: nixfmt (RFC 166 style) over the tree
+      formatter = forAllSystems (pkgs: pkgs.nixfmt-tree or pkgs.nixfmt-rfc-style);
 
       devShells = forAllSystems (
         pkgs:
@@ -57,10 +64,11 @@
           default = pkgs.mkShell {
             packages = [
               (pkgs.python3.withPackages (
-                ps: with ps; [
+                ps:
+                with ps;
+                [
                   packaging
                   click
-                  auditwheel
                   pytest
                   jsonschema
                   pyelftools
@@ -68,6 +76,8 @@
                   hypothesis
                   mypy
                 ]
+                # nixpkgs builds auditwheel for Linux only
+                ++ lib.optionals pkgs.stdenv.hostPlatform.isLinux [ auditwheel ]
               ))
               pkgs.patchelf
               pkgs.ruff
@@ -93,7 +103,8 @@
             buildInputs = [ pkgs.zlib ];
           };
 
-          # the hook in a wheel build laid out like format = "wheel": repaired in dist/, then installed
+          # the hook in a wheel build laid out like format = "wheel": repaired in dist/, installed, then
+          # stdenv's fixupPhase (the hook sets dontPatchELF; its wheelfixVerifyPhase checks the result)
           hook-example = pkgs.stdenv.mkDerivation {
             name = "wheelfix-hook-example";
             src = exampleWheel;
@@ -111,9 +122,8 @@
               ${pkgs.python3.interpreter} -m zipfile -e dist/*.whl "$out"
               runHook postInstall
             '';
-            # as wheel builders do: strip and shrink-rpath may break prebuilt binaries
+            # as wheel builders do: strip may break prebuilt binaries
             dontStrip = true;
-            dontPatchELF = true;
           };
         }
       );

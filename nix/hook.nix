@@ -10,7 +10,7 @@ makeSetupHook {
   # PYTHONPATH of the package being built.
   substitutions = {
     wheelfix = "${wheelfix}/bin/wheelfix";
-    # for wheelfixAddDriverRunpath, which edits the installed tree
+    # read-only: wheelfixVerifyPhase reads the installed binaries' search paths (--print-rpath)
     patchelf = "${patchelf}/bin/patchelf";
   };
   passthru = {

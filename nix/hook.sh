@@ -19,9 +19,12 @@
 # Variables (all optional; lists are Nix lists, or space-separated strings):
 #   wheelfixIgnoreMissing    sonames (fnmatch globs) to leave unresolved, e.g. [ "libcuda.so.1" ];
 #                            each becomes `wheelfix repair --allow GLOB`
-#   wheelfixAddDriverRunpath set to true to append the GPU driver directory to the RUNPATH of every
-#                            installed ELF file (postFixup), for driver libraries that only exist on
-#                            the machine running the program (NixOS: /run/opengl-driver/lib)
+#   wheelfixAddDriverRunpath set to true to append the GPU driver directory (libraries that only exist on
+#                            the machine running the program; NixOS: /run/opengl-driver/lib) to the
+#                            search path of the binaries that need a GPU driver library (libcuda.so.1,
+#                            ...; DT_NEEDED, .note.dlopen or a dlopen string), and of no other: written
+#                            into the wheel by wheelfix (`repair --driver-runpath`), not by patchelf
+#                            (nixpkgs' autoAddDriverRunpath is the alternative: it edits every ELF file)
 #   wheelfixDriverLibDir     that directory [default: /run/opengl-driver/lib]
 #   wheelfixLibPath          extra directories to search, flat (like `--lib-path`)
 #   wheelfixInterpreter      PT_INTERP for executables [default: $NIX_BINTOOLS/nix-support/dynamic-linker,
@@ -31,10 +34,27 @@
 #   wheelfixDist             where the wheels are [default: dist]
 #   dontWheelfix             skip wheelfixPhase
 #   dontWheelfixSitePackages do not search the site-packages of Python dependencies for libraries
+#   wheelfixAllowPatchELF    let stdenv's patchELF run in fixupPhase (see below) [default: unset: the hook
+#                            sets dontPatchELF]
+#   dontWheelfixVerify       skip wheelfixVerifyPhase (see below)
+#
+# fixupPhase: every Linux stdenv build runs patchelf's setup hook in fixupPhase (`patchELF`: `patchelf
+# --shrink-rpath` on every ELF file of every output) unless dontPatchELF is set. It keeps only the
+# directories that hold a DT_NEEDED library, so it deletes every directory wheelfix added for a library the
+# binary dlopen()s (.note.dlopen, dlopen strings) and the GPU driver directory, and it turns a DT_RPATH it
+# shortens into DT_RUNPATH (which no longer applies to the binary's own dependencies). None of
+# buildPythonPackage, pyproject.nix, uv2nix or poetry2nix sets dontPatchELF. So this hook sets
+# dontPatchELF=1 unless wheelfixAllowPatchELF is set: the binaries of a prebuilt wheel have nothing to
+# shrink (wheelfix adds only the directories a need is found in). wheelfixVerifyPhase (a postPhase: after
+# fixupPhase and every postFixup hook) then checks that every installed binary wheelfixPhase edited still
+# has the store directories and the tag wheelfix wrote, and fails the build naming each one that lost some
+# (with wheelfixAllowPatchELF, or an autoPatchelfHook that was not turned off: dontAutoPatchelf = true).
 #
 # Functions:
 #   addWheelfixSearchPath DIR...   search every directory under DIR that holds a *.so, *.so.* or *.dylib file
-#   wheelfixRepairWheels OUTDIR WHEEL...   the repair itself, used by wheelfixPhase and lib.patchWheel
+#   wheelfixRepairWheels OUTDIR WHEEL...   the repair itself, used by wheelfixPhase and lib.patchWheel; each
+#                                  search path it writes is recorded in wheelfixEdits (member, tag, value,
+#                                  tab-separated) for wheelfixVerifyPhase and lib.patchWheel
 #
 # Where the libraries come from: an env hook sees every host dependency of the derivation as stdenv
 # computes them (buildInputs, depsHostHost and everything they propagate, with or without
@@ -135,6 +155,9 @@ _wheelfixRepairArgs() {
     if [[ -n "${wheelfixRpathKind-}" ]]; then
         _wheelfixArgs+=(--rpath-kind "$wheelfixRpathKind")
     fi
+    if [[ -n "${wheelfixAddDriverRunpath-}" ]]; then
+        _wheelfixArgs+=(--driver-runpath "${wheelfixDriverLibDir:-/run/opengl-driver/lib}")
+    fi
     _wheelfixGetList items wheelfixFlags
     _wheelfixArgs+=("${items[@]}")
 }
@@ -146,11 +169,17 @@ wheelfixRepairWheels() {
     shift
     local -a args
     _wheelfixRepairArgs args
-    local log status=0
+    local log plan status=0
     log="$(mktemp "${TMPDIR:-/tmp}/wheelfix-log.XXXXXX")"
+    plan="$(mktemp "${TMPDIR:-/tmp}/wheelfix-plan.XXXXXX")"
     echo "wheelfix: repairing ${*##*/} against ${#wheelfixLibDirs[@]} library directories"
-    "@wheelfix@" repair "$@" -o "$outdir" "${args[@]}" 2>"$log" || status=$?
+    "@wheelfix@" repair "$@" -o "$outdir" "${args[@]}" >"$plan" 2>"$log" || status=$?
+    cat "$plan"
     cat "$log" >&2
+    if ((status == 0)); then
+        _wheelfixRecordEdits "$plan"
+    fi
+    rm -f "$plan"
     if ((status == 1)); then
         local -a missing
         mapfile -t missing < <(sed -n 's/^missing: \([^ ]*\) needed by .*/\1/p' "$log" | sort -u)
@@ -215,48 +244,118 @@ wheelfixPhase() {
     runHook postWheelfix
 }
 
-_wheelfixDriverRunpath() {
-    [[ -n "${wheelfixAddDriverRunpath-}" ]] || return 0
-    local dir="${wheelfixDriverLibDir:-/run/opengl-driver/lib}"
-    local readelf="${READELF:-readelf}"
-    local -a outputNames
+# The search paths `wheelfix repair` wrote, from its report ("  MEMBER: OLD -> KIND VALUE  (for ...)").
+declare -ga wheelfixEdits=()
+_wheelfixRecordEdits() {
+    local line re='^  (.+): (no search path|RPATH .*|RUNPATH .*) -> (RPATH|RUNPATH) ([^ ]*)(  \(for .*\))?$'
+    while IFS= read -r line; do
+        if [[ "$line" =~ $re ]]; then
+            wheelfixEdits+=("${BASH_REMATCH[1]}"$'\t'"${BASH_REMATCH[3]}"$'\t'"${BASH_REMATCH[4]}")
+        fi
+    done <"$1"
+}
+
+# Where an installer puts a wheel member, relative to the prefix or site-packages (empty: not checked).
+_wheelfixInstalledPath() {
+    local member="$1"
+    case "$member" in
+    *.data/scripts/*) echo "bin/${member#*.data/scripts/}" ;;
+    *.data/purelib/* | *.data/platlib/*)
+        member="${member#*.data/}"
+        echo "${member#*/}"
+        ;;
+    *.data/data/*) echo "${member#*.data/data/}" ;;
+    *.data/*) ;;
+    *) echo "$member" ;;
+    esac
+}
+
+_wheelfixIsELF() {
+    if declare -F isELF >/dev/null; then
+        isELF "$1"
+    else
+        [[ "$(head -c 4 "$1" | od -An -c | tr -d ' ')" == '177ELF' ]]
+    fi
+}
+
+# After fixupPhase and the postFixup hooks: every installed binary wheelfixPhase edited still has the
+# store directories and the tag wheelfix wrote.
+wheelfixVerifyPhase() {
+    if [[ -n "${dontWheelfixVerify-}" || ${#wheelfixEdits[@]} -eq 0 ]]; then
+        return 0
+    fi
+    local -a outputNames files
     if declare -F getAllOutputNames >/dev/null; then
-        mapfile -t outputNames < <(getAllOutputNames | tr ' ' '\n')
+        read -r -a outputNames <<<"$(getAllOutputNames)"
     else
         _wheelfixGetList outputNames outputs
         ((${#outputNames[@]})) || outputNames=(out)
     fi
-    local name file old magic dynamic count=0
-    local -a force
+    local name file
+    declare -A byBase=()
     for name in "${outputNames[@]}"; do
         [[ -n "$name" && -e "${!name-}" ]] || continue
         while IFS= read -r -d '' file; do
-            magic="$(head -c 4 "$file" | od -An -c | tr -d ' ')"
-            [[ "$magic" == '177ELF' ]] || continue
-            old="$("@patchelf@" --print-rpath "$file" 2>/dev/null)" || continue # no .dynamic: static
-            if [[ ":$old:" == *":$dir:"* ]]; then
-                continue
-            fi
-            force=()
-            # keep DT_RPATH a DT_RPATH: patchelf would turn it into DT_RUNPATH
-            if command -v "$readelf" >/dev/null; then
-                dynamic="$("$readelf" -dW "$file" 2>/dev/null)" || dynamic=
-                if [[ "$dynamic" == *"(RPATH)"* ]]; then
-                    force=(--force-rpath)
-                fi
-            else
-                echo "wheelfix: no readelf: a DT_RPATH in $file may become DT_RUNPATH" >&2
-            fi
-            "@patchelf@" "${force[@]}" --add-rpath "$dir" "$file"
-            count=$((count + 1))
-        done < <(find "${!name}" -type f \( -name '*.so' -o -name '*.so.*' -o -perm -u+x \) -print0 | sort -z)
+            byBase[${file##*/}]+="$file"$'\n'
+        done < <(find "${!name}" -type f -print0)
     done
-    echo "wheelfix: added $dir to the runpath of $count ELF files"
+    local readelf="${READELF:-readelf}" record member kind value rel actual entry dynamic tag
+    local -a problems=() entries
+    local checked=0
+    for record in "${wheelfixEdits[@]}"; do
+        IFS=$'\t' read -r member kind value <<<"$record"
+        rel="$(_wheelfixInstalledPath "$member")"
+        [[ -n "$rel" ]] || continue
+        while IFS= read -r file; do
+            [[ -n "$file" && "$file" == */"$rel" ]] || continue
+            _wheelfixIsELF "$file" || continue
+            checked=$((checked + 1))
+            actual="$("@patchelf@" --print-rpath "$file" 2>/dev/null)" || actual=""
+            IFS=: read -r -a entries <<<"$value"
+            for entry in "${entries[@]}"; do
+                if [[ "$entry" == /* && ":$actual:" != *":$entry:"* ]]; then
+                    problems+=("$file: lost $entry (wheelfix wrote $kind $value; now: ${actual:-nothing})")
+                fi
+            done
+            if command -v "$readelf" >/dev/null; then
+                dynamic="$("$readelf" -dW "$file" 2>/dev/null)" || dynamic=""
+                tag=""
+                if [[ "$dynamic" == *"(RUNPATH)"* ]]; then
+                    tag=RUNPATH
+                elif [[ "$dynamic" == *"(RPATH)"* ]]; then
+                    tag=RPATH
+                fi
+                if [[ -n "$tag" && "$tag" != "$kind" ]]; then
+                    problems+=("$file: wheelfix wrote a DT_$kind, it is a DT_$tag now")
+                fi
+            fi
+        done <<<"${byBase[${rel##*/}]-}"
+    done
+    if ((${#problems[@]})); then
+        {
+            echo "wheelfix: the search paths wheelfix wrote were changed after the wheel was installed:"
+            printf '  %s\n' "${problems[@]}"
+            echo "wheelfix: something after installPhase rewrote them: stdenv's patchELF (patchelf --shrink-rpath"
+            echo "  keeps only directories of DT_NEEDED libraries and turns a DT_RPATH it shortens into DT_RUNPATH),"
+            echo "  which runs when wheelfixAllowPatchELF is set (or dontPatchELF is unset again), or"
+            echo "  autoPatchelfHook (set dontAutoPatchelf = true; where wheelfixHook replaces it)."
+            echo "  Set dontWheelfixVerify = true; to accept the change."
+        } >&2
+        return 1
+    fi
+    echo "wheelfixVerifyPhase: $checked installed binaries keep the search paths wheelfix wrote"
 }
+
+# fixupPhase: see the comment at the top. Set here, when the hook is sourced: the derivation's own
+# attributes are in the environment by then.
+if [[ -z "${wheelfixAllowPatchELF-}" ]]; then
+    dontPatchELF=1
+fi
 
 if declare -F appendToVar >/dev/null; then
     appendToVar preInstallPhases wheelfixPhase
+    appendToVar postPhases wheelfixVerifyPhase
 else
     preInstallPhases+=" wheelfixPhase"
+    postPhases+=" wheelfixVerifyPhase"
 fi
-postFixupHooks+=(_wheelfixDriverRunpath)

@@ -1,46 +1,63 @@
 # wheelfix built from this source tree with nixpkgs' Python packages.
 {
   lib,
+  stdenv,
   python3Packages,
 }:
 let
-  root = ../.;
   pyproject = builtins.fromTOML (builtins.readFile ../pyproject.toml);
 
   # Only what the wheel is built from: a change to tests, benchmarks or Nix files does not rebuild it.
-  rootPrefix = toString root + "/";
-  relative = path: builtins.substring (builtins.stringLength rootPrefix) (-1) (toString path);
-  keep =
-    path: type:
-    let
-      rel = relative path;
-      name = baseNameOf rel;
-    in
-    (rel == "pyproject.toml" || rel == "README.md" || builtins.match "LICEN[CS]E.*" rel != null)
-    || (
-      (rel == "src" || builtins.substring 0 4 rel == "src/")
-      && name != "__pycache__"
-      && builtins.match ".*\\.py[co]" name == null
-    );
+  compiled = name: lib.hasSuffix ".pyc" name || lib.hasSuffix ".pyo" name;
+  src =
+    if builtins ? readFileType then
+      lib.fileset.toSource {
+        root = ../.;
+        fileset = lib.fileset.unions [
+          ../pyproject.toml
+          ../README.md
+          ../LICENSE
+          (lib.fileset.fileFilter (file: !(compiled file.name)) ../src)
+        ];
+      }
+    else
+      # lib.fileset needs builtins.readFileType (Nix >= 2.14); the same files for an older Nix
+      builtins.path {
+        name = "source";
+        path = ../.;
+        filter =
+          path: type:
+          let
+            rel = lib.removePrefix (toString ../. + "/") (toString path);
+          in
+          lib.elem rel [
+            "pyproject.toml"
+            "README.md"
+            "LICENSE"
+          ]
+          || (rel == "src" || lib.hasPrefix "src/" rel)
+            && (if type == "directory" then baseNameOf rel != "__pycache__" else !(compiled rel));
+      };
 in
 python3Packages.buildPythonApplication {
   pname = "wheelfix";
   inherit (pyproject.project) version;
   pyproject = true;
 
-  src = builtins.path {
-    name = "wheelfix-source";
-    path = root;
-    filter = keep;
-  };
+  inherit src;
 
   build-system = [ python3Packages.hatchling ];
 
-  dependencies = with python3Packages; [
-    click
-    packaging
-    auditwheel
-  ];
+  dependencies =
+    with python3Packages;
+    [
+      click
+      packaging
+    ]
+    # wheelfix reads only auditwheel's manylinux policy JSON. nixpkgs builds auditwheel for Linux only
+    # (meta.platforms = platforms.linux), so on darwin it is left out: the package evaluates and builds;
+    # reading the policy there needs wheelfix to ship that JSON itself (docs/nix.md, "darwin").
+    ++ lib.optionals stdenv.hostPlatform.isLinux [ auditwheel ];
 
   # No patchelf: wheelfix writes ELF files itself (src/wheelfix/binfmt/elf/editor.py).
 

@@ -17,7 +17,15 @@
 # output (the libraries stay alive and are copied along with the wheel).
 #
 # passthru: wheelName (the file name), wheel ("${drv}/${wheelName}", a src for format = "wheel"),
-# report (the JSON file).
+# report (the JSON file), installAttrs: the attributes for the derivation that installs the wheel,
+#
+#   torch' = torch.overridePythonAttrs (_: patched.installAttrs);
+#   # = { src = patched.wheel; dontPatchELF = true; dontAutoPatchelf = true; dontStrip = true; }
+#
+# dontPatchELF: stdenv's fixupPhase would otherwise run `patchelf --shrink-rpath` over the installed
+# binaries and delete every directory wheelfix added for a library that is dlopen()ed, not DT_NEEDED (and
+# the GPU driver directory); dontAutoPatchelf: autoPatchelf (uv2nix, poetry2nix) would rewrite the search
+# paths again; dontStrip: prebuilt binaries.
 {
   pkgs,
   wheel,
@@ -27,6 +35,9 @@
   libPath ? [ ],
   interpreter ? null,
   rpathKind ? "keep",
+  # append the GPU driver directory to the binaries that need a driver library (libcuda.so.1, ...)
+  addDriverRunpath ? false,
+  driverLibDir ? "/run/opengl-driver/lib",
   extraFlags ? [ ],
   # the wheel's file name; by default the name of `wheel` without a store hash
   wheelName ? null,
@@ -57,6 +68,8 @@ let
     wheelfixLibPath = libPath;
     wheelfixRpathKind = rpathKind;
     wheelfixFlags = extraFlags;
+    wheelfixAddDriverRunpath = addDriverRunpath;
+    wheelfixDriverLibDir = driverLibDir;
     ${if interpreter != null then "wheelfixInterpreter" else null} = interpreter;
 
     wheelfix = "${wheelfix}/bin/wheelfix";
@@ -81,6 +94,12 @@ let
       wheelName = fileName;
       wheel = "${drv}/${fileName}";
       report = "${drv}/wheelfix-report.json";
+      installAttrs = {
+        src = "${drv}/${fileName}";
+        dontPatchELF = true;
+        dontAutoPatchelf = true;
+        dontStrip = true;
+      };
       inherit wheelfix;
     };
 

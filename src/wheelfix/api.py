@@ -71,6 +71,7 @@ def plan_repair(
     allow: Sequence[str] = (),
     rpath_kind: str = "keep",
     interpreter: str | None = None,
+    driver_dir: str | None = None,
 ) -> tuple[WheelPlan, ...]:
     """What a repair would do to each wheel: the RUNPATH/RPATH and interpreter edits (ELF), install-name
     and LC_RPATH edits (Mach-O), and the needs found nowhere. Pure planning: nothing is read but the
@@ -78,7 +79,9 @@ def plan_repair(
     if rpath_kind not in ("keep", "runpath", "rpath"):
         raise UsageError(f"rpath_kind must be keep, runpath or rpath, not {rpath_kind!r}")
     index = _lib_index(lib_paths, from_env, environ)
-    return _plan(analysis, index, allow=allow, rpath_kind=rpath_kind, interpreter=interpreter)
+    return _plan(
+        analysis, index, allow=allow, rpath_kind=rpath_kind, interpreter=interpreter, driver_dir=driver_dir
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +127,7 @@ def repair(
     allow: Sequence[str] = (),
     rpath_kind: str = "keep",
     interpreter: str | None = None,
+    driver_dir: str | None = None,
     dry_run: bool = False,
     compression_level: int = 6,
     limits: Limits = DEFAULT_LIMITS,
@@ -142,7 +146,14 @@ def repair(
     _check_outdir(paths, out)
     index = _lib_index(lib_paths, from_env, environ)
     with Pipeline(paths, limits=limits, jobs=jobs) as p:
-        plans = _plan(p.analysis, index, allow=allow, rpath_kind=rpath_kind, interpreter=interpreter)
+        plans = _plan(
+            p.analysis,
+            index,
+            allow=allow,
+            rpath_kind=rpath_kind,
+            interpreter=interpreter,
+            driver_dir=driver_dir,
+        )
         if not all(plan.complete for plan in plans):
             raise RepairIncomplete(plans)
         if on_plan is not None:

@@ -10,11 +10,10 @@
 #   by its file name mapped to a Linux name (libX.N.dylib -> libX.so.N, then libX.so); the attribute is
 #   the answer of the x86_64-linux data for that name ("as libX.so.N" below): check that nixpkgs
 #   builds it for darwin.
-# darwin has no autoPatchelfHook: darwin libraries are only buildInputs, and the install names
-#   (@rpath/libomp.dylib, leaked /opt/homebrew/... paths) must be pointed at them. wheelfixHook
-#   (overlays.default of wheelfix's flake, nix/hook.sh) in nativeBuildInputs does that before
-#   installPhase: `wheelfix repair` with the buildInputs' lib dirs points each at the store dylib of
-#   that file name and re-signs (by hand: `wheelfix repair --from-env`).
+# darwin has no autoPatchelfHook: darwin libraries are buildInputs, and wheelfixHook (overlays.default
+#   of wheelfix's flake, nix/hook.sh), added to nativeBuildInputs on darwin here, points the install
+#   names (@rpath/libomp.dylib, leaked /opt/homebrew/... paths) at them before installPhase: `wheelfix
+#   repair` with the buildInputs' lib dirs, then an ad-hoc re-signature.
 # UNKNOWN: no nixpkgs package is known to provide these; add what provides them yourself:
 #   macodd: @rpath/QtCore.framework/Versions/5/QtCore, @rpath/libwheelfixnosuch.2.dylib
 { pkgs, ... }:

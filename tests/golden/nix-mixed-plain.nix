@@ -9,11 +9,10 @@
 #   by its file name mapped to a Linux name (libX.N.dylib -> libX.so.N, then libX.so); the attribute is
 #   the answer of the x86_64-linux data for that name ("as libX.so.N" below): check that nixpkgs
 #   builds it for darwin.
-# darwin has no autoPatchelfHook: darwin libraries are only buildInputs, and the install names
-#   (@rpath/libomp.dylib, leaked /opt/homebrew/... paths) must be pointed at them. wheelfixHook
-#   (overlays.default of wheelfix's flake, nix/hook.sh) in nativeBuildInputs does that before
-#   installPhase: `wheelfix repair` with the buildInputs' lib dirs points each at the store dylib of
-#   that file name and re-signs (by hand: `wheelfix repair --from-env`).
+# darwin has no autoPatchelfHook: darwin libraries are buildInputs, and wheelfixHook (overlays.default
+#   of wheelfix's flake, nix/hook.sh), added to nativeBuildInputs on darwin here, points the install
+#   names (@rpath/libomp.dylib, leaked /opt/homebrew/... paths) at them before installPhase: `wheelfix
+#   repair` with the buildInputs' lib dirs, then an ad-hoc re-signature.
 # UNKNOWN: no nixpkgs package is known to provide these; add what provides them yourself:
 #   demo: libfoo.so.1
 { pkgs, ... }:
@@ -22,8 +21,8 @@ let
 in
 # demo:
 #   dlopen'd if present (names found in the binaries, not requirements):
-#     libdlopened.so.2: no known nixpkgs package
-#     libnoted.so.3: no known nixpkgs package
+#     libdlopened.so.2: no curated nixpkgs package for this name
+#     libnoted.so.3: no curated nixpkgs package for this name
 #   UNKNOWN: libfoo.so.1: no known nixpkgs package provides it
 #   macOS: weak dylibs (loaded if present, not requirements):
 #     @rpath/libzmq.5.dylib: pkgs.zeromq (as libzmq.so.5)

@@ -5,36 +5,49 @@
 # nixpkgs attributes from nix-index 2026-05-03 (nixpkgs 26.05, x86_64-linux), preferences wheelfix/data/soname-preferences.tsv.
 # Use as poetry2nix overrides:
 #   overrides = defaultPoetryOverrides.extend (import ./wheelfix.nix { inherit pkgs; });
+# (poetry2nix adds autoPatchelfHook to manylinux wheels only: this adds it to the others)
 # macOS wheels: an install name that is not part of macOS, the Python framework or a wheel is looked up
 #   by its file name mapped to a Linux name (libX.N.dylib -> libX.so.N, then libX.so); the attribute is
 #   the answer of the x86_64-linux data for that name ("as libX.so.N" below): check that nixpkgs
 #   builds it for darwin.
-# darwin has no autoPatchelfHook: darwin libraries are only buildInputs, and the install names
-#   (@rpath/libomp.dylib, leaked /opt/homebrew/... paths) must be pointed at them. wheelfixHook
-#   (overlays.default of wheelfix's flake, nix/hook.sh) in nativeBuildInputs does that before
-#   installPhase: `wheelfix repair` with the buildInputs' lib dirs points each at the store dylib of
-#   that file name and re-signs (by hand: `wheelfix repair --from-env`).
+# darwin has no autoPatchelfHook: darwin libraries are buildInputs, and wheelfixHook (overlays.default
+#   of wheelfix's flake, nix/hook.sh), added to nativeBuildInputs on darwin here, points the install
+#   names (@rpath/libomp.dylib, leaked /opt/homebrew/... paths) at them before installPhase: `wheelfix
+#   repair` with the buildInputs' lib dirs, then an ad-hoc re-signature.
 # UNKNOWN: no nixpkgs package is known to provide these; add what provides them yourself:
 #   demo: libfoo.so.1
 { pkgs, ... }:
 let
   inherit (pkgs) lib stdenv;
+  # an old list may be a Boolean (poetry2nix's default overrides set some to true), a string or null
+  append =
+    old: new:
+    if old == true then true else lib.optionals (old != false && old != null) (lib.toList old) ++ new;
 in
-final: prev: {
+final: prev:
+{
   demo = prev.demo.overridePythonAttrs (old: {
     # dlopen'd if present (names found in the binaries, not requirements):
-    #   libdlopened.so.2: no known nixpkgs package
-    #   libnoted.so.3: no known nixpkgs package
+    #   libdlopened.so.2: no curated nixpkgs package for this name
+    #   libnoted.so.3: no curated nixpkgs package for this name
     # UNKNOWN: libfoo.so.1: no known nixpkgs package provides it
     # macOS: weak dylibs (loaded if present, not requirements):
     #   @rpath/libzmq.5.dylib: pkgs.zeromq (as libzmq.so.5)
-    buildInputs = (old.buildInputs or [ ]) ++ lib.optionals stdenv.hostPlatform.isLinux [
-      pkgs.zlib # libz.so.1
-    ] ++ lib.optionals stdenv.hostPlatform.isDarwin [
-      pkgs.gfortran.cc.lib # @loader_path/../x/libgfortran.5.dylib (as libgfortran.so.5)
-      pkgs.llvmPackages.openmp # @rpath/libomp.dylib (as libomp.so)
-      pkgs.zstd # /opt/homebrew/opt/zstd/lib/libzstd.1.dylib (as libzstd.so.1)
-    ];
+    buildInputs = append (old.buildInputs or [ ]) (
+      lib.optionals stdenv.hostPlatform.isLinux [
+        pkgs.zlib # libz.so.1
+      ]
+      ++ lib.optionals stdenv.hostPlatform.isDarwin [
+        pkgs.gfortran.cc.lib # @loader_path/../x/libgfortran.5.dylib (as libgfortran.so.5)
+        pkgs.llvmPackages.openmp # @rpath/libomp.dylib (as libomp.so)
+        pkgs.zstd # /opt/homebrew/opt/zstd/lib/libzstd.1.dylib (as libzstd.so.1)
+      ]
+    );
+    nativeBuildInputs = append (old.nativeBuildInputs or [ ]) (
+      lib.optionals stdenv.hostPlatform.isDarwin [
+        (pkgs.wheelfixHook or (throw "wheelfix.nix: add overlays.default of the wheelfix flake to nixpkgs (for wheelfixHook)")) # points the install names at the buildInputs
+      ]
+    );
     dontStrip = true;
   });
 }

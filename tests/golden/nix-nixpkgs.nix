@@ -6,58 +6,82 @@
 #   purepkg-1.0-py3-none-any.whl
 #   wheelfix_example-1.0-cp311-cp311-manylinux_2_17_x86_64.whl
 # nixpkgs attributes from nix-index 2026-05-03 (nixpkgs 26.05, x86_64-linux), preferences wheelfix/data/soname-preferences.tsv.
-# Use as attributes to merge into buildPythonPackage, per package:
-#   python.pkgs.buildPythonPackage ({ pname = "NAME"; format = "wheel"; ... }
-#     // (import ./wheelfix.nix { inherit pkgs; }).NAME)
+# Use as functions, one per package, from buildPythonPackage's arguments to the same arguments with
+# what the wheel needs added (the lists are extended, never replaced):
+#   fix = import ./wheelfix.nix { inherit pkgs; };
+#   python.pkgs.buildPythonPackage (fix.NAME { pname = "NAME"; format = "wheel"; ... })
+#   # or: NAME.overridePythonAttrs fix.NAME
 # UNKNOWN: no nixpkgs package is known to provide these; add what provides them yourself:
 #   demo: libfoo.so.1
 { pkgs, ... }:
+let
+  inherit (pkgs) lib stdenv;
+  # an old list may be a Boolean (poetry2nix's default overrides set some to true), a string or null
+  append =
+    old: new:
+    if old == true then true else lib.optionals (old != false && old != null) (lib.toList old) ++ new;
+in
 {
-  consumer = {
-    # libprov.so.1: shipped by the Python package provider; keep it installed
-    #   (autoPatchelf does not search other packages' site-packages: add the package to
-    #   buildInputs + addAutoPatchelfSearchPath, or the soname to autoPatchelfIgnoreMissingDeps)
-    buildInputs = [
-      pkgs.stdenv.cc.cc.lib # libgcc_s.so.1, libstdc++.so.6
-    ];
-    nativeBuildInputs = [
-      pkgs.autoPatchelfHook
-    ];
-    dontStrip = true;
-  };
-  demo = {
-    # dlopen'd if present (names found in the binaries, not requirements):
-    #   libdlopened.so.2: no known nixpkgs package
-    #   libnoted.so.3: no known nixpkgs package
-    # UNKNOWN: libfoo.so.1: no known nixpkgs package provides it
-    buildInputs = [
-      pkgs.zlib # libz.so.1
-    ];
-    nativeBuildInputs = [
-      pkgs.autoPatchelfHook
-    ];
-    dontStrip = true;
-  };
-  legacy = {
-    nativeBuildInputs = [
-      pkgs.autoPatchelfHook
-    ];
-    dontStrip = true;
-  };
-  provider = {
-    nativeBuildInputs = [
-      pkgs.autoPatchelfHook
-    ];
-    dontStrip = true;
-  };
+  consumer =
+    old:
+    old
+    // {
+      # libprov.so.1: shipped by the Python package provider; keep it installed
+      #   (autoPatchelf does not search other packages' site-packages: add the package to
+      #   buildInputs + addAutoPatchelfSearchPath, or the soname to autoPatchelfIgnoreMissingDeps)
+      buildInputs = append (old.buildInputs or [ ]) [
+        pkgs.stdenv.cc.cc.lib # libgcc_s.so.1, libstdc++.so.6
+      ];
+      nativeBuildInputs = append (old.nativeBuildInputs or [ ]) [
+        pkgs.autoPatchelfHook
+      ];
+      dontStrip = true;
+    };
+  demo =
+    old:
+    old
+    // {
+      # dlopen'd if present (names found in the binaries, not requirements):
+      #   libdlopened.so.2: no curated nixpkgs package for this name
+      #   libnoted.so.3: no curated nixpkgs package for this name
+      # UNKNOWN: libfoo.so.1: no known nixpkgs package provides it
+      buildInputs = append (old.buildInputs or [ ]) [
+        pkgs.zlib # libz.so.1
+      ];
+      nativeBuildInputs = append (old.nativeBuildInputs or [ ]) [
+        pkgs.autoPatchelfHook
+      ];
+      dontStrip = true;
+    };
+  legacy =
+    old:
+    old
+    // {
+      nativeBuildInputs = append (old.nativeBuildInputs or [ ]) [
+        pkgs.autoPatchelfHook
+      ];
+      dontStrip = true;
+    };
+  provider =
+    old:
+    old
+    // {
+      nativeBuildInputs = append (old.nativeBuildInputs or [ ]) [
+        pkgs.autoPatchelfHook
+      ];
+      dontStrip = true;
+    };
   # purepkg: no binaries, nothing to add
-  wheelfix-example = {
-    buildInputs = [
-      pkgs.zlib # libz.so.1
-    ];
-    nativeBuildInputs = [
-      pkgs.autoPatchelfHook
-    ];
-    dontStrip = true;
-  };
+  wheelfix-example =
+    old:
+    old
+    // {
+      buildInputs = append (old.buildInputs or [ ]) [
+        pkgs.zlib # libz.so.1
+      ];
+      nativeBuildInputs = append (old.nativeBuildInputs or [ ]) [
+        pkgs.autoPatchelfHook
+      ];
+      dontStrip = true;
+    };
 }

@@ -17,8 +17,8 @@
 #     buildInputs + addAutoPatchelfSearchPath, or the soname to autoPatchelfIgnoreMissingDeps)
 # demo:
 #   dlopen'd if present (names found in the binaries, not requirements):
-#     libdlopened.so.2: no known nixpkgs package
-#     libnoted.so.3: no known nixpkgs package
+#     libdlopened.so.2: no curated nixpkgs package for this name
+#     libnoted.so.3: no curated nixpkgs package for this name
 #   UNKNOWN: libfoo.so.1: no known nixpkgs package provides it
 [
   pkgs.stdenv.cc.cc.lib # consumer: libgcc_s.so.1, libstdc++.so.6

@@ -8,31 +8,57 @@
 # nixpkgs attributes from nix-index 2026-05-03 (nixpkgs 26.05, x86_64-linux), preferences wheelfix/data/soname-preferences.tsv.
 # Use as poetry2nix overrides:
 #   overrides = defaultPoetryOverrides.extend (import ./wheelfix.nix { inherit pkgs; });
+# (poetry2nix adds autoPatchelfHook to manylinux wheels only: this adds it to the others)
 # UNKNOWN: no nixpkgs package is known to provide these; add what provides them yourself:
 #   demo: libfoo.so.1
 { pkgs, ... }:
-final: prev: {
-  consumer = prev.consumer.overridePythonAttrs (old: {
-    # libprov.so.1: shipped by the Python package provider; keep it installed
-    #   (autoPatchelf does not search other packages' site-packages: add the package to
-    #   buildInputs + addAutoPatchelfSearchPath, or the soname to autoPatchelfIgnoreMissingDeps)
-    buildInputs = (old.buildInputs or [ ]) ++ [
-      pkgs.stdenv.cc.cc.lib # libgcc_s.so.1, libstdc++.so.6
-    ];
-    dontStrip = true;
-  });
+let
+  inherit (pkgs) lib stdenv;
+  # an old list may be a Boolean (poetry2nix's default overrides set some to true), a string or null
+  append =
+    old: new:
+    if old == true then true else lib.optionals (old != false && old != null) (lib.toList old) ++ new;
+in
+final: prev:
+let
+  # autoPatchelf searches only <input>/lib: the Python packages' own directories too
+  searchPath =
+    drvs:
+    lib.optionalString (drvs != [ ]) ("if declare -F addAutoPatchelfSearchPath >/dev/null; then\n"
+      + lib.concatMapStrings (drv: "addAutoPatchelfSearchPath ${drv}\n") drvs + "fi\n");
+in
+{
+  consumer = prev.consumer.overridePythonAttrs (
+    old:
+    let
+      # Python packages of this set whose wheels ship a library it needs
+      wheels = [
+        final.provider # libprov.so.1
+      ];
+    in
+    {
+      buildInputs = append (old.buildInputs or [ ]) (
+        [
+          pkgs.stdenv.cc.cc.lib # libgcc_s.so.1, libstdc++.so.6
+        ]
+        ++ wheels
+      );
+      preFixup = toString (old.preFixup or "") + searchPath wheels;
+      dontStrip = true;
+    }
+  );
   demo = prev.demo.overridePythonAttrs (old: {
     # dlopen'd if present (names found in the binaries, not requirements):
-    #   libdlopened.so.2: no known nixpkgs package
-    #   libnoted.so.3: no known nixpkgs package
+    #   libdlopened.so.2: no curated nixpkgs package for this name
+    #   libnoted.so.3: no curated nixpkgs package for this name
     # UNKNOWN: libfoo.so.1: no known nixpkgs package provides it
-    buildInputs = (old.buildInputs or [ ]) ++ [
+    buildInputs = append (old.buildInputs or [ ]) [
       pkgs.zlib # libz.so.1
     ];
     dontStrip = true;
   });
   legacy = prev.legacy.overridePythonAttrs (old: {
-    nativeBuildInputs = (old.nativeBuildInputs or [ ]) ++ [
+    nativeBuildInputs = append (old.nativeBuildInputs or [ ]) [
       pkgs.autoPatchelfHook
     ];
     dontStrip = true;
@@ -42,7 +68,7 @@ final: prev: {
   });
   # purepkg: no binaries, nothing to add
   wheelfix-example = prev.wheelfix-example.overridePythonAttrs (old: {
-    buildInputs = (old.buildInputs or [ ]) ++ [
+    buildInputs = append (old.buildInputs or [ ]) [
       pkgs.zlib # libz.so.1
     ];
     dontStrip = true;

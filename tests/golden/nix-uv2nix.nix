@@ -9,26 +9,52 @@
 # Use as an overlay for a uv2nix / pyproject.nix package set, after the workspace overlay:
 #   lib.composeManyExtensions [ pyproject-build-systems.overlays.wheel overlay
 #     (import ./wheelfix.nix { inherit pkgs; }) ]
-# (pyproject.nix adds autoPatchelfHook and dontStrip to wheels itself; dontStrip is repeated here)
+# (uv2nix's builder adds autoPatchelfHook and dontStrip to every Linux wheel; dontStrip is repeated
+# here)
 # UNKNOWN: no nixpkgs package is known to provide these; add what provides them yourself:
 #   demo: libfoo.so.1
 { pkgs, ... }:
-final: prev: {
-  consumer = prev.consumer.overrideAttrs (old: {
-    # libprov.so.1: shipped by the Python package provider; keep it installed
-    #   (autoPatchelf does not search other packages' site-packages: add the package to
-    #   buildInputs + addAutoPatchelfSearchPath, or the soname to autoPatchelfIgnoreMissingDeps)
-    buildInputs = (old.buildInputs or [ ]) ++ [
-      pkgs.stdenv.cc.cc.lib # libgcc_s.so.1, libstdc++.so.6
-    ];
-    dontStrip = true;
-  });
+let
+  inherit (pkgs) lib stdenv;
+  # an old list may be a Boolean (poetry2nix's default overrides set some to true), a string or null
+  append =
+    old: new:
+    if old == true then true else lib.optionals (old != false && old != null) (lib.toList old) ++ new;
+in
+final: prev:
+let
+  # autoPatchelf searches only <input>/lib: the Python packages' own directories too
+  searchPath =
+    drvs:
+    lib.optionalString (drvs != [ ]) ("if declare -F addAutoPatchelfSearchPath >/dev/null; then\n"
+      + lib.concatMapStrings (drv: "addAutoPatchelfSearchPath ${drv}\n") drvs + "fi\n");
+in
+{
+  consumer = prev.consumer.overrideAttrs (
+    old:
+    let
+      # Python packages of this set whose wheels ship a library it needs
+      wheels = [
+        final.provider # libprov.so.1
+      ];
+    in
+    {
+      buildInputs = append (old.buildInputs or [ ]) (
+        [
+          pkgs.stdenv.cc.cc.lib # libgcc_s.so.1, libstdc++.so.6
+        ]
+        ++ wheels
+      );
+      preFixup = toString (old.preFixup or "") + searchPath wheels;
+      dontStrip = true;
+    }
+  );
   demo = prev.demo.overrideAttrs (old: {
     # dlopen'd if present (names found in the binaries, not requirements):
-    #   libdlopened.so.2: no known nixpkgs package
-    #   libnoted.so.3: no known nixpkgs package
+    #   libdlopened.so.2: no curated nixpkgs package for this name
+    #   libnoted.so.3: no curated nixpkgs package for this name
     # UNKNOWN: libfoo.so.1: no known nixpkgs package provides it
-    buildInputs = (old.buildInputs or [ ]) ++ [
+    buildInputs = append (old.buildInputs or [ ]) [
       pkgs.zlib # libz.so.1
     ];
     dontStrip = true;
@@ -41,7 +67,7 @@ final: prev: {
   });
   # purepkg: no binaries, nothing to add
   wheelfix-example = prev.wheelfix-example.overrideAttrs (old: {
-    buildInputs = (old.buildInputs or [ ]) ++ [
+    buildInputs = append (old.buildInputs or [ ]) [
       pkgs.zlib # libz.so.1
     ];
     dontStrip = true;

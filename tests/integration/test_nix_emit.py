@@ -2,12 +2,13 @@
 
 Every fragment is parsed with ``nix-instantiate --parse`` and evaluated with ``nix-instantiate --eval
 --strict`` against a stub ``pkgs`` generated from the shipped soname table and preferences: every nixpkgs
-output the knowledge base can answer exists there (as an attrset with ``outPath``), so a misspelt attribute or
-output fails. Golden files: ``tests/golden/nix-<flavor>.nix`` (Linux wheels), ``nix-darwin-<flavor>.nix``
-(macOS wheels built with clang-15/lld-15, tests/support/machobuild.py) and ``nix-mixed-<flavor>.nix`` (a Linux
-and macOS wheels of one project: one guarded fragment); rewrite them with ``WHEELFIX_REGEN_GOLDEN=1``.
-Fragments with a darwin part are evaluated twice, against the stub with ``stdenv.hostPlatform`` of Linux and
-of darwin and nixpkgs' ``lib`` functions from tests/nix/stub-nixpkgs/lib.nix.
+output the knowledge base can answer exists there (as an attrset with ``outPath``), so a misspelt attribute
+or output fails. Golden files: ``tests/golden/nix-<flavor>.nix`` (Linux wheels), ``nix-darwin-<flavor>.nix``
+(macOS wheels built with clang-15/lld-15, tests/support/machobuild.py) and ``nix-mixed-<flavor>.nix``
+(a Linux and a macOS wheel of one project: one guarded fragment); rewrite them with
+``WHEELFIX_REGEN_GOLDEN=1``. Fragments with a darwin part are evaluated twice, against the stub with
+``stdenv.hostPlatform`` of Linux and of darwin and nixpkgs' real ``lib`` (nix-sources,
+tests/support/realnix.py).
 """
 
 from __future__ import annotations
@@ -42,13 +43,13 @@ from wheelfix.render.nix import (
 
 from tests.support import machobuild as mf
 from tests.support.nix import nix_env
-from tests.support.paths import GOLDEN, STUB_NIXPKGS
+from tests.support.paths import GOLDEN
 from tests.support.prereq import require_tool
 from tests.support.realwheels import MACOS_WHEELS, fetch, load_manifest
 from tests.support.wheels import make_wheel
 
 REGEN = bool(os.environ.get("WHEELFIX_REGEN_GOLDEN"))
-HOOKS = ("autoPatchelfHook", "autoAddDriverRunpath", "addDriverRunpath")
+HOOKS = ("autoPatchelfHook", "autoAddDriverRunpath", "addDriverRunpath", "wheelfixHook")
 
 
 def _nix(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -85,7 +86,8 @@ def _render_tree(node: dict[str, Any], path: str) -> str:
 
 @functools.cache
 def stub_pkgs(tmp: Path) -> Path:
-    """A Nix file: every (attribute path, output) the knowledge base knows, as nested attrsets."""
+    """A Nix file: every (attribute path, output) the knowledge base knows, as nested attrsets, with
+    nixpkgs' lib and a Linux stdenv.hostPlatform."""
     tree: dict[str, Any] = {}
     for attr, output in sorted(_known_outputs(KnowledgeBase.load())):
         node = tree
@@ -94,8 +96,17 @@ def stub_pkgs(tmp: Path) -> Path:
         node["__drv__"] = True
         node.setdefault(output, {})["__drv__"] = True
         node.setdefault("out", {})["__drv__"] = True
+    from tests.support.realnix import nix_sources
+
+    raw = tmp / "stub-pkgs-tree.nix"
+    raw.write_text(_render_tree(tree, "pkgs") + "\n", encoding="utf-8")
+    # nixpkgs' real lib, and a Linux stdenv.hostPlatform (platform_stubs makes a darwin one too)
     path = tmp / "stub-pkgs.nix"
-    path.write_text(_render_tree(tree, "pkgs") + "\n", encoding="utf-8")
+    path.write_text(
+        f"let base = import {raw}; in base // {{ lib = import {nix_sources()}/nixpkgs-lib/lib; "
+        "stdenv = base.stdenv // { hostPlatform = { isLinux = true; isDarwin = false; }; }; }\n",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -104,19 +115,21 @@ def pkgs_stub(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return stub_pkgs(tmp_path_factory.mktemp("nixstub"))
 
 
-LIB_NIX = STUB_NIXPKGS / "lib.nix"
 PLATFORMS = ("linux", "darwin")
 
 
 @pytest.fixture(scope="module")
 def platform_stubs(pkgs_stub: Path) -> dict[str, Path]:
     """The stub pkgs plus ``lib`` and ``stdenv.hostPlatform`` of Linux / darwin."""
+    from tests.support.realnix import nix_sources
+
+    lib_nix = nix_sources() / "nixpkgs-lib" / "lib"
     out = {}
     for platform in PLATFORMS:
         path = pkgs_stub.with_name(f"stub-pkgs-{platform}.nix")
         linux, darwin = ("true", "false") if platform == "linux" else ("false", "true")
         path.write_text(
-            f"let base = import {pkgs_stub}; in base // {{ lib = import {LIB_NIX}; stdenv = base.stdenv // "
+            f"let base = import {pkgs_stub}; in base // {{ lib = import {lib_nix}; stdenv = base.stdenv // "
             f"{{ hostPlatform = {{ isLinux = {linux}; isDarwin = {darwin}; }}; }}; }}\n",
             encoding="utf-8",
         )
@@ -132,6 +145,17 @@ def _prev(plan: NixPlan) -> str:
     return "{ " + entries + " }"
 
 
+def _final(plan: NixPlan) -> str:
+    """The package set after the overlay: every package of the plan (for `final.<sibling>`)."""
+    siblings = {n for p in plan.packages for _, ns in p.other_packages for n in ns}
+    names = {p.name for p in plan.packages} | siblings
+    entries = " ".join(f"{nix_string(n)} = {{ outPath = {nix_string(FINAL + n)}; }};" for n in sorted(names))
+    return "{ " + entries + " }"
+
+
+FINAL = "/nix/store/" + "f" * 32 + "-final."
+
+
 def evaluate(fragment: str, plan: NixPlan, flavor: Flavor, pkgs: Path, tmp: Path) -> Any:
     """Parse the fragment, then evaluate it fully against the stub; the JSON value."""
     frag = tmp / f"fragment-{flavor}.nix"
@@ -140,7 +164,9 @@ def evaluate(fragment: str, plan: NixPlan, flavor: Flavor, pkgs: Path, tmp: Path
     assert parsed.returncode == 0, parsed.stderr
     call = f"(import {frag}) {{ pkgs = import {pkgs}; }}"
     if flavor in ("uv2nix", "poetry2nix"):
-        call = f"({call}) {{ }} {_prev(plan)}"
+        call = f"({call}) {_final(plan)} {_prev(plan)}"
+    elif flavor == "nixpkgs":  # per package, a function of buildPythonPackage's arguments
+        call = f"builtins.mapAttrs (name: f: f {{ }}) ({call})"
     proc = _nix("--eval", "--strict", "--json", "--expr", call)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
@@ -270,7 +296,11 @@ def test_every_feature_evaluates(flavor: Flavor, pkgs_stub: Path, tmp_path: Path
     assert store + "autoAddDriverRunpath" in pkg["nativeBuildInputs"]
     assert (store + "autoPatchelfHook" in pkg["nativeBuildInputs"]) == (flavor != "uv2nix")
     assert value["if"] == {"dontStrip": True} or flavor == "nixpkgs"
-    assert "libtorch_cpu.so: shipped by the Python package torch" in text
+    if flavor in ("uv2nix", "poetry2nix"):  # working code: the package of the set, and its search path
+        assert "final.torch # libtorch_cpu.so" in text and "searchPath wheels" in text
+        assert value["3d-viewer"]["buildInputs"][-1] == FINAL + "torch"
+    else:
+        assert "libtorch_cpu.so: shipped by the Python package torch" in text
     assert "libmystery.so" in text and "UNKNOWN: libfoo.so.1" in text
     if flavor == "nixpkgs":
         assert value["if"]["nativeBuildInputs"] == [store + "autoPatchelfHook"]
@@ -442,10 +472,13 @@ def test_macos_golden_and_evaluates(
         return
     assert set(values["darwin"]["demo"]["buildInputs"]) == darwin_inputs
     assert values["linux"]["demo"]["buildInputs"] == []
+    # darwin: wheelfixHook points the install names at the buildInputs (nothing else would)
+    assert values["darwin"]["demo"]["nativeBuildInputs"] == [STORE + "wheelfixHook"]
+    assert values["linux"]["demo"]["nativeBuildInputs"] == []
     for platform in PLATFORMS:
         demo = values[platform]["demo"]
         assert demo["dontStrip"] is True
-        assert "nativeBuildInputs" not in demo and "autoPatchelfIgnoreMissingDeps" not in demo
+        assert "autoPatchelfIgnoreMissingDeps" not in demo
         assert values[platform]["macodd"] == {"dontStrip": True}
         assert STORE + "zeromq" not in json.dumps(values[platform])  # weak: a comment
 
@@ -475,11 +508,11 @@ def test_mixed_golden_and_evaluates(
     linux, darwin = values["linux"]["demo"], values["darwin"]["demo"]
     assert linux["buildInputs"] == [ZLIB]
     assert ZLIB not in darwin["buildInputs"] and OMP in darwin["buildInputs"]
+    assert darwin["nativeBuildInputs"] == [STORE + "wheelfixHook"]
     if flavor == "nixpkgs":
         assert linux["nativeBuildInputs"] == [STORE + "autoPatchelfHook"]
-        assert darwin["nativeBuildInputs"] == []
-    else:  # manylinux: pyproject.nix and poetry2nix patch it themselves
-        assert "nativeBuildInputs" not in linux
+    else:  # manylinux: uv2nix and poetry2nix patch it themselves
+        assert linux["nativeBuildInputs"] == []
 
 
 def _everything_mac() -> NixPlan:
@@ -518,12 +551,8 @@ def test_every_feature_guarded(flavor: Flavor, platform_stubs: dict[str, Path], 
     assert STORE + "autoAddDriverRunpath" in linux["nativeBuildInputs"]
     assert (STORE + "autoPatchelfHook" in linux["nativeBuildInputs"]) == (flavor != "uv2nix")
     assert darwin["buildInputs"] == [OMP]
-    assert (
-        darwin["nativeBuildInputs"]
-        == darwin["autoPatchelfIgnoreMissingDeps"]
-        == darwin["appendRunpaths"]
-        == []
-    )
+    assert darwin["nativeBuildInputs"] == [STORE + "wheelfixHook"]
+    assert darwin["autoPatchelfIgnoreMissingDeps"] == darwin["appendRunpaths"] == []
     if flavor == "nixpkgs":
         assert values["linux"]["if"]["nativeBuildInputs"] == [STORE + "autoPatchelfHook"]
         assert values["darwin"]["if"]["nativeBuildInputs"] == []

@@ -6,11 +6,13 @@ Three layers, each with its own oracle:
   setup.sh (addEnvHooks, runHook, offsets, set -eu -o pipefail), with a wheel in dist/ and dependency
   directories handed to its env hook; ``readelf`` on the members of the resulting wheel says whether it
   was repaired, and how.
-* **the flake against a stub nixpkgs** (tests/nix/stub-nixpkgs, copied with a host.nix naming this host's
-  python, patchelf and libz): ``nix flake show`` / ``nix flake check`` / ``nix eval`` of the real
-  flake.nix with ``--override-input nixpkgs path:<stub> --no-write-lock-file``. The stub's builders
-  record their arguments (``stubArgs``), which the tests read back; they also build (sandbox off), so
-  the flake's checks really repair the example wheel inside Nix builds, with the hook.
+* **the flake against a test nixpkgs** (tests/nix/stub-nixpkgs, copied with a host.nix naming this host's
+  programs and libraries): ``nix flake show`` / ``nix flake check`` / ``nix eval`` of the real
+  flake.nix with ``--override-input nixpkgs path:<stub> --override-input nixpkgs/nix-sources
+  path:<nix-sources> --no-write-lock-file``. Its lib is nixpkgs' real lib and its stdenv runs nixpkgs'
+  real setup.sh and setup hooks (tests/nix/stub-nixpkgs/pkgs.nix says what is stubbed); its builders
+  record their arguments (``stubArgs``), which the tests read back, and build (sandbox off), so the
+  flake's checks really repair the example wheel inside Nix builds, with the hook, through fixupPhase.
 * **a raw ``derivation``** whose builder sources nix/hook.sh and repairs the demo wheel against
   libraries added with ``nix-store --add``; ``nix-store -q --references`` of its output names them.
 """
@@ -34,6 +36,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from tests.support import realnix
 from tests.support import synthetic as generate
 from tests.support.nix import WHEELFIX, build_with_hook, nix_env, references, run
 from tests.support.oracles import interpreter, search_path
@@ -43,6 +46,7 @@ from tests.support.paths import NIX_HOOK as HOOK
 from tests.support.paths import REPO as ROOT
 from tests.support.paths import STUB_NIXPKGS as STUB
 from tests.support.prereq import require_tool, unavailable
+from tests.support.realnix import Flake
 
 SYSTEM = "x86_64-linux"
 DEMO_EXT = "demo/_demo.cpython-311-x86_64-linux-gnu.so"
@@ -226,12 +230,17 @@ def run_hook(tmp_path: Path) -> Iterator[Any]:
 
 
 def test_sourcing_the_hook_registers_its_phase_and_fixup_hook(run_hook: Any) -> None:
-    after = 'echo "phases=[$preInstallPhases]"; declare -p postFixupHooks envHostHooks'
+    after = (
+        'echo "phases=[$preInstallPhases] post=[$postPhases] dontPatchELF=[${dontPatchELF-}]"; '
+        "declare -p envHostHooks"
+    )
     res = run_hook([], after=after)
     assert res.proc.returncode == 0, res.proc.stderr
-    assert "phases=[ wheelfixPhase]" in res.proc.stdout
-    assert 'postFixupHooks=([0]="_wheelfixDriverRunpath")' in res.proc.stdout
+    assert "phases=[ wheelfixPhase] post=[ wheelfixVerifyPhase] dontPatchELF=[1]" in res.proc.stdout
     assert 'envHostHooks=([0]="wheelfixGatherLibs")' in res.proc.stdout
+    # the opt-out leaves stdenv's patchELF alone
+    res = run_hook([], env={"wheelfixAllowPatchELF": "1"}, after=after)
+    assert "dontPatchELF=[]" in res.proc.stdout
     # sourced twice (the hook listed and propagated): registered once
     res = run_hook([], setup="", before="", after=after.replace("echo", 'source "$HOOK"; echo', 1))
     assert "phases=[ wheelfixPhase]" in res.proc.stdout
@@ -240,6 +249,7 @@ def test_sourcing_the_hook_registers_its_phase_and_fixup_hook(run_hook: Any) -> 
     setup = 'appendToVar() { echo "appendToVar $*"; }'
     res = run_hook([], setup=setup)
     assert "appendToVar preInstallPhases wheelfixPhase" in res.proc.stdout
+    assert "appendToVar postPhases wheelfixVerifyPhase" in res.proc.stdout
 
 
 def test_repairs_the_wheel_in_dist_against_the_dependencies(
@@ -319,30 +329,35 @@ def test_extra_flat_lib_path(run_hook: Any, wheels: dict[str, Path], deps: Deps)
     assert search_path(ext) == ("RUNPATH", f"$ORIGIN/../demo.libs:{deps.foo}/lib:{deps.zlib}/lib")
 
 
-def test_driver_runpath_is_added_to_the_installed_tree_when_asked(
-    run_hook: Any, wheels: dict[str, Path], deps: Deps
+def test_driver_runpath_is_written_into_the_binaries_that_need_the_driver(
+    run_hook: Any, wheels: dict[str, Path], deps: Deps, tmp_path: Path
 ) -> None:
+    """wheelfixAddDriverRunpath: wheelfix's own writer appends the driver directory, in the wheel, to the
+    binaries that need a GPU driver library (here a required .note.dlopen need on libcuda.so.1), and to no
+    other (demo needs none); no patchelf on the installed tree."""
+    gpu = realnix.dl_wheel(tmp_path, "gpumod", "libcuda.so.1")
+    gpu_ext = f"gpumod/_dl{generate.EXT_SUFFIX}"
     env = {"wheelfixIgnoreMissing": "libfoo.so.1", "wheelfixAddDriverRunpath": "1"}
-    res = run_hook([wheels["demo"]], deps=[deps.zlib], env=env, after=INSTALL + "; runHook postFixup")
+    res = run_hook([wheels["demo"], gpu], deps=[deps.zlib], env=env)
     assert res.proc.returncode == 0, res.proc.stderr
-    out = res.work / "out"
-    # appended once (the second postFixup run finds it there), the tag kept: RUNPATH stays RUNPATH...
-    assert search_path(out / DEMO_EXT) == ("RUNPATH", f"$ORIGIN/../demo.libs:{deps.zlib}/lib:{DRIVER}")
-    # ...and the executable's DT_RPATH stays DT_RPATH
-    tool = out / "demo-1.0.data" / "scripts" / "demo-tool"
-    assert search_path(tool) == ("RPATH", f"$ORIGIN/../lib/python3.11/site-packages/demo.libs:{DRIVER}")
-    assert "added /run/opengl-driver/lib to the runpath of 3 ELF files" in res.proc.stdout
-
-    env["wheelfixDriverLibDir"] = "/opt/driver/lib"
-    res = run_hook([wheels["demo"]], deps=[deps.zlib], env=env, after=INSTALL)
-    assert search_path(res.work / "out" / DEMO_EXT) == (
+    assert search_path(member_bytes(res.wheel(gpu), gpu_ext)) == ("RUNPATH", f"$ORIGIN:{DRIVER}")
+    assert search_path(member_bytes(res.wheel(wheels["demo"]), DEMO_EXT)) == (
         "RUNPATH",
-        f"$ORIGIN/../demo.libs:{deps.zlib}/lib:/opt/driver/lib",
+        f"$ORIGIN/../demo.libs:{deps.zlib}/lib",
     )
+    assert "(for libcuda.so.1)" in res.proc.stdout
+
+    # another directory; re-repairing the repaired wheel keeps it once
+    env["wheelfixDriverLibDir"] = "/opt/driver/lib"
+    res = run_hook([gpu], env=env)
+    assert search_path(member_bytes(res.wheel(gpu), gpu_ext)) == ("RUNPATH", "$ORIGIN:/opt/driver/lib")
+    again = run_hook([res.wheel(gpu)], env=env)
+    assert again.proc.returncode == 0, again.proc.stderr
+    assert search_path(member_bytes(again.wheel(gpu), gpu_ext)) == ("RUNPATH", "$ORIGIN:/opt/driver/lib")
 
     del env["wheelfixAddDriverRunpath"]
-    res = run_hook([wheels["demo"]], deps=[deps.zlib], env=env, after=INSTALL)
-    assert search_path(res.work / "out" / DEMO_EXT) == ("RUNPATH", f"$ORIGIN/../demo.libs:{deps.zlib}/lib")
+    res = run_hook([gpu], env=env)
+    assert search_path(member_bytes(res.wheel(gpu), gpu_ext)) == ("RUNPATH", "$ORIGIN")
 
 
 def test_libraries_in_python_dependencies_site_packages(
@@ -398,73 +413,6 @@ def test_dont_wheelfix_and_an_empty_dist(run_hook: Any, wheels: dict[str, Path])
 # --- the flake, against the stub nixpkgs ----------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Flake:
-    src: Path
-    stub: Path
-
-    @property
-    def ref(self) -> str:
-        return f"path:{self.src}"
-
-    @property
-    def flags(self) -> list[str]:
-        return ["--override-input", "nixpkgs", f"path:{self.stub}", "--no-write-lock-file"]
-
-    def nix(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return run(["nix", *args], env=nix_env())
-
-    def eval(self, attr: str, apply: str | None = None) -> Any:
-        extra = ["--apply", apply] if apply else []
-        proc = self.nix("eval", "--json", f"{self.ref}#{attr}", *self.flags, *extra)
-        assert proc.returncode == 0, proc.stderr
-        return json.loads(proc.stdout)
-
-    def build(self, attr: str) -> Path:
-        proc = self.nix("build", "--json", "--no-link", f"{self.ref}#{attr}", *self.flags)
-        assert proc.returncode == 0, proc.stderr
-        return Path(json.loads(proc.stdout)[0]["outputs"]["out"])
-
-    def expr(self, body: str) -> str:
-        """A Nix expression with `pkgs` (the stub's, for this system) and `src` (the flake copy) in scope."""
-        return (
-            f'let pkgs = import {self.stub}/pkgs.nix {{ system = "{SYSTEM}"; '
-            f"lib = import {self.stub}/lib.nix; }}; src = {self.src}; in {body}"
-        )
-
-    def build_expr(self, body: str) -> subprocess.CompletedProcess[str]:
-        return self.nix("build", "-L", "--json", "--no-link", "--impure", "--expr", self.expr(body))
-
-
-@pytest.fixture(scope="module")
-def flake(tmp_path_factory: pytest.TempPathFactory) -> Flake:
-    """Copies of the flake (only what it uses: an untracked file would be invisible to a git flake) and
-    of the stub, with a host.nix naming this host's programs."""
-    require_tool("nix")
-    root = tmp_path_factory.mktemp("flake")
-    src, stub = root / "src", root / "stub"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(ROOT / "src", src / "src", ignore=ignore)
-    shutil.copytree(ROOT / "nix", src / "nix", ignore=ignore)
-    for name in ("flake.nix", "pyproject.toml", "README.md"):
-        shutil.copyfile(ROOT / name, src / name)
-    (src / "testdata" / "wheels").mkdir(parents=True)
-    shutil.copyfile(EXAMPLE, src / "testdata" / "wheels" / EXAMPLE.name)
-    shutil.copytree(STUB, stub, ignore=shutil.ignore_patterns("host.nix"))
-    host = {
-        "bash": require_tool("bash"),
-        "python": sys.executable,
-        "pythonVersion": f"{sys.version_info[0]}.{sys.version_info[1]}",
-        "patchelf": host_patchelf(),
-        "libz": str(host_libz()),
-        "path": os.environ["PATH"],
-    }
-    (stub / "host.nix").write_text(
-        "{\n" + "".join(f"  {k} = {json.dumps(v)};\n" for k, v in host.items()) + "}\n"
-    )
-    return Flake(src, stub)
-
-
 def test_flake_show_lists_every_output(flake: Flake) -> None:
     proc = flake.nix("flake", "show", "--json", flake.ref, *flake.flags)
     assert proc.returncode == 0, proc.stderr
@@ -517,7 +465,7 @@ def test_package_is_built_with_buildPythonApplication(flake: Flake) -> None:
     assert got["doCheck"] is False and got["pythonImportsCheck"] == ["wheelfix"]
     assert got["mainProgram"] == "wheelfix"
     # the source is only what the wheel is built from
-    assert got["src"] == ["README.md", "pyproject.toml", "src"]
+    assert got["src"] == ["LICENSE", "README.md", "pyproject.toml", "src"]
     assert "cli" in got["srcPackage"] and "__pycache__" not in got["srcPackage"]
     assert flake.eval(f"packages.{SYSTEM}.wheelfix.drvPath") == flake.eval(
         f"packages.{SYSTEM}.default.drvPath"
@@ -554,7 +502,7 @@ def test_hook_is_nix_hook_sh_with_absolute_paths(flake: Flake) -> None:
     assert got["script"] == HOOK.read_text()
     assert got["substitutions"]["wheelfix"] == f"{got['wheelfix']}/bin/wheelfix"
     assert re.fullmatch(
-        r"/nix/store/[0-9a-z]{32}-patchelf-stub/bin/patchelf", got["substitutions"]["patchelf"]
+        r"/nix/store/[0-9a-z]{32}-patchelf-host/bin/patchelf", got["substitutions"]["patchelf"]
     )
     assert got["propagated"] == []  # wheelfix's Python deps stay off the package's PYTHONPATH
 
@@ -597,7 +545,7 @@ def test_dev_shell(flake: Flake) -> None:
     got = flake.eval(f"devShells.{SYSTEM}.default", apply)
     assert got["function"] == "mkShell"
     python, patchelf, ruff = got["packages"]
-    assert (patchelf, ruff) == ("patchelf-stub", "ruff-stub")
+    assert (patchelf, ruff) == ("patchelf-host", "ruff-stub")
     # everything pyproject.toml's dependencies and `test` extra name, patchelf and ruff as programs
     project = pyproject_project()
     wanted = {
@@ -693,7 +641,7 @@ def test_hook_in_a_wheel_build_installs_a_repaired_tree(flake: Flake) -> None:
 
 def test_every_nix_file_parses() -> None:
     require_tool("nix-instantiate")
-    files = [ROOT / "flake.nix", *sorted((ROOT / "nix").glob("*.nix")), *sorted(STUB.glob("*.nix"))]
+    files = [ROOT / "flake.nix", *sorted((ROOT / "nix").glob("*.nix")), *sorted(STUB.rglob("*.nix"))]
     assert len(files) >= 7
     for f in files:
         proc = run(["nix-instantiate", "--parse", f], env=nix_env())

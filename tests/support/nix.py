@@ -25,10 +25,25 @@ def nix_env() -> dict[str, str]:
     return {**os.environ, "NIX_CONFIG": NIX_CONFIG}
 
 
+# Nix kills a builder that exits very quickly with SIGKILL now and then (NixOS/nix#2176, still in 2.8),
+# more often on a loaded machine: such a build is retried; what was built stays built.
+_KILLED = "failed due to signal 9 (Killed)"
+_BUILDERS = frozenset({"nix", "nix-build", "nix-store"})
+
+
 def run(cmd: Sequence[str | Path], **kw: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(c) for c in cmd], capture_output=True, text=True, check=False, timeout=600, **kw
-    )
+    """Run a command (Nix ones with ``nix_env()`` unless ``env`` is given); a Nix build killed by nix#2176
+    is retried up to three times."""
+    args = [str(c) for c in cmd]
+    if Path(args[0]).name.startswith("nix"):
+        kw.setdefault("env", nix_env())
+    for _attempt in range(4):
+        proc = subprocess.run(
+            args, capture_output=True, text=True, errors="replace", check=False, timeout=1200, **kw
+        )
+        if proc.returncode == 0 or _KILLED not in proc.stderr or Path(args[0]).name not in _BUILDERS:
+            return proc
+    return proc
 
 
 def nix_add(directory: Path) -> str:

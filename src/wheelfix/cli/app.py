@@ -220,6 +220,14 @@ def check(
 )
 @click.option("--dry-run", is_flag=True, help="Print the planned edit per binary; write nothing.")
 @click.option(
+    "--driver-runpath",
+    "driver_dir",
+    default=None,
+    metavar="DIR",
+    help="Append DIR (e.g. /run/opengl-driver/lib) to the search path of the binaries that need a GPU "
+    "driver library (libcuda.so.1, ...), and of no other.",
+)
+@click.option(
     "--interpreter", default=None, help="PT_INTERP for executables [default: the loader in --lib-path]."
 )
 @click.option(
@@ -244,6 +252,7 @@ def repair(
     from_env: bool,
     allow: tuple[str, ...],
     dry_run: bool,
+    driver_dir: str | None,
     interpreter: str | None,
     rpath_kind: str,
     compression_level: int,
@@ -263,6 +272,7 @@ def repair(
             allow=allow,
             rpath_kind=rpath_kind,
             interpreter=interpreter,
+            driver_dir=driver_dir,
             dry_run=dry_run,
             compression_level=compression_level,
             limits=scan.limits,

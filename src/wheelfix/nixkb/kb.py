@@ -241,6 +241,33 @@ class KnowledgeBase:
             return self._from_table(soname, providers)
         return self._unknown(soname)
 
+    def hint(self, soname: str) -> Candidate | None:
+        """The nixpkgs output to name for a library a binary may dlopen() (a name found in it, not a
+        requirement), or None. Only a curated preference row answers, or a versioned soname
+        (``libX.so.N``) that a table provider ships under exactly that name from a store path named after
+        the library: the ranking rules alone would name an unrelated package that happens to ship a file
+        of that name (unversioned ``libcublas.so`` is zluda's, ``libEGL.so`` angle's, ``libc.so`` musl's;
+        ``libcrypto.so.1.0.0`` is bundled by mailspring)."""
+        if not _SONAME_OK.fullmatch(soname) or sonames.is_glibc(soname) or sonames.is_gpu_driver(soname):
+            return None
+        providers = self.table.get(soname)
+        for pref in self.preferences.candidates(soname):
+            answer = self._from_preference(soname, pref, providers)
+            if answer is not None:
+                return answer.chosen  # None for other_wheel / unknown rows
+        if ".so." not in soname:
+            return None
+        base = soname_stem(soname).removesuffix(".so").removeprefix("lib").lower()
+        token = _name_token(soname) or (base if len(base) >= 3 else None)
+        if token is None:
+            return None
+        named = [
+            p
+            for p in rank_providers(soname, providers)[0]
+            if not p.attr.startswith(_BAD_SCOPES) and token in _store_name(p.store_path)
+        ]
+        return Candidate.of(named[0]) if named else None
+
     # -- the three sources ---------------------------------------------------------------------------
 
     def _pref_provenance(self, pref: Preference) -> str:

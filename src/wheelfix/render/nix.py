@@ -14,18 +14,35 @@ What each outcome becomes:
 
 * a required need (DT_NEEDED or a ``.note.dlopen``) that nixpkgs provides -> ``buildInputs`` (autoPatchelf
   resolves both kinds from the inputs' ``lib/``); a need that is only dlopen'd also -> ``appendRunpaths``;
+* a required need that wheels of the same set may ship (the knowledge base names them: the nvidia-* wheels
+  for CUDA, cmeel-*, torch's libc10.so, ...) -> in the uv2nix/poetry2nix flavors the first of those
+  packages the set has (``sibling [ "nvidia-cublas-cu12" ] pkgs.cudaPackages.libcublas.lib``: nixpkgs'
+  output only when the set has none, so one CUDA runtime ends up in the closure), in ``buildInputs`` and
+  on autoPatchelf's search path; in the other flavors the nixpkgs output, noting the wheel;
+* a library another Python package of the call ships -> in the uv2nix/poetry2nix flavors ``final.<pkg>``
+  in ``buildInputs`` plus ``addAutoPatchelfSearchPath`` (preFixup), which is what the builders need; a
+  comment naming that package in the others;
 * a GPU driver library -> ``autoPatchelfIgnoreMissingDeps`` plus ``autoAddDriverRunpath``;
-* a library another Python package ships -> a comment naming that package;
 * glibc, libpython, bundled libraries -> nothing;
-* dlopen hints (``lib*.so*`` strings, not requirements) -> a comment with the package that would provide them;
+* dlopen hints (``lib*.so*`` strings, not requirements) -> a comment, naming a package only when a curated
+  preference or a version-matching soname says which (:meth:`KnowledgeBase.hint`);
 * no known provider -> a comment; the caller exits 1.
+
+Lists are extended with ``append``, which copes with what other overrides leave there: poetry2nix's
+default overrides set ``autoPatchelfIgnoreMissingDeps = true`` for torch, cupy, vllm, ... (``true`` stays
+``true``). The nixpkgs flavor gives per package a function of buildPythonPackage's arguments (``old:
+old // { ... }``), never a set to ``//`` over the user's own lists. Renamed nixpkgs attributes are written
+with their old path as a fallback (``(pkgs.libx11 or pkgs.xorg.libX11)``, :mod:`wheelfix.nixkb.renames`)
+so the fragment evaluates on the stable channel and on unstable. A fragment that names an unfree
+``cudaPackages`` output says so in its header (allowUnfree / cudaSupport).
 
 macOS (Mach-O) wheels get a darwin part: macOS system libraries (``/usr/lib``, ``/System/Library``), the
 Python framework / libpython and bundled dylibs need nothing, another wheel's dylib is a comment, and any
 other install name is looked up by its file name mapped to the Linux name the knowledge base knows
 (:func:`linux_names`: ``libomp.dylib`` -> ``libomp.so``, ``libgfortran.5.dylib`` -> ``libgfortran.so.5``).
 The data is x86_64-linux only, so each darwin item says which Linux name answered. Darwin has no
-autoPatchelfHook: darwin libraries go to ``buildInputs`` only. A package with macOS wheels gets its Linux
+autoPatchelfHook: darwin libraries go to ``buildInputs``, and ``wheelfixHook`` to ``nativeBuildInputs``
+(it points the install names at them). A package with macOS wheels gets its Linux
 lists wrapped in ``lib.optionals stdenv.hostPlatform.isLinux`` and its darwin ones in ``...isDarwin``, so
 one fragment serves both; fragments without macOS wheels are unchanged.
 """
@@ -40,6 +57,7 @@ from typing import Literal, get_args
 from wheelfix.analysis.model import Analysis, Library, Outcome, Source, WheelAnalysis
 from wheelfix.errors import BadInput
 from wheelfix.nixkb.kb import Answer, Candidate, KnowledgeBase
+from wheelfix.nixkb.renames import old_name
 
 __all__ = [
     "FLAVORS",
@@ -87,15 +105,24 @@ def nix_attr_path(attr: str) -> str:
     return ".".join(_attr_name(part) for part in attr.split("."))
 
 
+def _package(attr: str) -> str:
+    """``pkgs.zlib``; for a renamed attribute the old path as the fallback, so that the fragment evaluates
+    on a nixpkgs from before the rename too: ``(pkgs.libx11 or pkgs.xorg.libX11)``."""
+    new = f"pkgs.{nix_attr_path(attr)}"
+    old = old_name(attr)
+    return f"({new} or pkgs.{nix_attr_path(old)})" if old else new
+
+
 def nix_ref(c: Candidate) -> str:
-    """The build-input expression of a nixpkgs output: ``pkgs.zlib``, ``pkgs.stdenv.cc.cc.lib``."""
-    base = f"pkgs.{nix_attr_path(c.attr)}"
+    """The build-input expression of a nixpkgs output: ``pkgs.zlib``, ``pkgs.stdenv.cc.cc.lib``,
+    ``(pkgs.libx11 or pkgs.xorg.libX11)``."""
+    base = _package(c.attr)
     return base if c.output == "out" else f"{base}.{_attr_name(c.output)}"
 
 
 def _lib_dir(c: Candidate) -> str:
     """A string with the output's lib directory: ``"${pkgs.zlib.out}/lib"``."""
-    return f'"${{pkgs.{nix_attr_path(c.attr)}.{_attr_name(c.output)}}}/lib"'
+    return f'"${{{_package(c.attr)}.{_attr_name(c.output)}}}/lib"'
 
 
 def _comment(text: str) -> str:
@@ -134,6 +161,10 @@ class PackagePlan:
     darwin_other: tuple[tuple[str, tuple[str, ...]], ...] = ()  # install name -> Python packages
     darwin_weak: tuple[tuple[str, str | None, Candidate | None], ...] = ()  # weak: loaded if present
     darwin_unknown: tuple[str, ...] = ()  # required install names with no answer
+    # required needs that wheels of the same set may provide: (PyPI projects best first, the nixpkgs output
+    # to use when the set has none of them or None, sonames). The KB knows them: CUDA libraries (the
+    # nvidia-* wheels, else unfree cudaPackages.*), cmeel-* builds, torch's libc10.so, ...
+    wheel_inputs: tuple[tuple[tuple[str, ...], Candidate | None, tuple[str, ...]], ...] = ()
 
     @property
     def all_unknown(self) -> tuple[str, ...]:
@@ -177,6 +208,7 @@ class _Acc:
         self.d_weak: dict[str, tuple[str | None, Candidate | None]] = {}
         self.d_unknown: set[str] = set()
         self.d_needed: set[str] = set()
+        self.wheel_inputs: dict[tuple[tuple[str, ...], Candidate | None], set[str]] = {}
 
     def plan(self) -> PackagePlan:
         def grouped(d: dict[Candidate, set[str]]) -> tuple[tuple[Candidate, tuple[str, ...]], ...]:
@@ -211,6 +243,12 @@ class _Acc:
                 )
             ),
             darwin_unknown=tuple(sorted(self.d_unknown)),
+            wheel_inputs=tuple(
+                sorted(
+                    ((names, c, tuple(sorted(sonames))) for (names, c), sonames in self.wheel_inputs.items()),
+                    key=lambda item: (item[0], item[2]),
+                )
+            ),
         )
 
 
@@ -237,14 +275,19 @@ def _add_library(acc: _Acc, lib: Library, kb: KnowledgeBase) -> None:
         answer = None
     if not lib.required:
         if answer is None or answer.kind in ("nixpkgs", "unknown"):
-            acc.hints.setdefault(lib.soname, answer.chosen if answer else None)
+            # a name found in the binary: only a curated or a version-matching answer (KnowledgeBase.hint)
+            acc.hints.setdefault(lib.soname, kb.hint(lib.soname))
         elif answer.kind == "gpu_driver":
             acc.driver = True
         elif answer.kind == "other_wheel":
             acc.other.setdefault(lib.soname, set()).update(answer.wheels or ("?",))
         return
     acc.needed.add(lib.soname)
-    if answer is None or answer.kind == "unknown":
+    wheels = tuple(_normalize(w) for w in answer.wheels) if answer is not None else ()
+    if wheels and acc.name not in wheels and answer is not None and answer.kind in ("nixpkgs", "other_wheel"):
+        fallback = _key(answer.chosen) if answer.kind == "nixpkgs" and answer.chosen is not None else None
+        acc.wheel_inputs.setdefault((wheels, fallback), set()).add(lib.soname)
+    elif answer is None or answer.kind == "unknown":
         acc.unknown.add(lib.soname)
     elif answer.kind == "nixpkgs" and answer.chosen is not None:
         chosen = _key(answer.chosen)
@@ -346,16 +389,20 @@ _USAGE: dict[Flavor, tuple[str, ...]] = {
         "an overlay for a uv2nix / pyproject.nix package set, after the workspace overlay:",
         "  lib.composeManyExtensions [ pyproject-build-systems.overlays.wheel overlay",
         "    (import ./wheelfix.nix { inherit pkgs; }) ]",
-        "(pyproject.nix adds autoPatchelfHook and dontStrip to wheels itself; dontStrip is repeated here)",
+        "(uv2nix's builder adds autoPatchelfHook and dontStrip to every Linux wheel; dontStrip is repeated",
+        "here)",
     ),
     "poetry2nix": (
         "poetry2nix overrides:",
         "  overrides = defaultPoetryOverrides.extend (import ./wheelfix.nix { inherit pkgs; });",
+        "(poetry2nix adds autoPatchelfHook to manylinux wheels only: this adds it to the others)",
     ),
     "nixpkgs": (
-        "attributes to merge into buildPythonPackage, per package:",
-        '  python.pkgs.buildPythonPackage ({ pname = "NAME"; format = "wheel"; ... }',
-        "    // (import ./wheelfix.nix { inherit pkgs; }).NAME)",
+        "functions, one per package, from buildPythonPackage's arguments to the same arguments with",
+        "what the wheel needs added (the lists are extended, never replaced):",
+        "  fix = import ./wheelfix.nix { inherit pkgs; };",
+        '  python.pkgs.buildPythonPackage (fix.NAME { pname = "NAME"; format = "wheel"; ... })',
+        "  # or: NAME.overridePythonAttrs fix.NAME",
     ),
     "plain": (
         "the nixpkgs outputs every wheel here needs, as one list (e.g. buildInputs of wheelfixHook or",
@@ -369,15 +416,74 @@ _MACOS_HEADER = (
     "#   by its file name mapped to a Linux name (libX.N.dylib -> libX.so.N, then libX.so); the attribute is",
     '#   the answer of the x86_64-linux data for that name ("as libX.so.N" below): check that nixpkgs',
     "#   builds it for darwin.",
-    "# darwin has no autoPatchelfHook: darwin libraries are only buildInputs, and the install names",
-    "#   (@rpath/libomp.dylib, leaked /opt/homebrew/... paths) must be pointed at them. wheelfixHook",
-    "#   (overlays.default of wheelfix's flake, nix/hook.sh) in nativeBuildInputs does that before",
-    "#   installPhase: `wheelfix repair` with the buildInputs' lib dirs points each at the store dylib of",
-    "#   that file name and re-signs (by hand: `wheelfix repair --from-env`).",
+    "# darwin has no autoPatchelfHook: darwin libraries are buildInputs, and wheelfixHook (overlays.default",
+    "#   of wheelfix's flake, nix/hook.sh), added to nativeBuildInputs on darwin here, points the install",
+    "#   names (@rpath/libomp.dylib, leaked /opt/homebrew/... paths) at them before installPhase: `wheelfix",
+    "#   repair` with the buildInputs' lib dirs, then an ad-hoc re-signature.",
+)
+_CUDA_HEADER = (
+    "# CUDA: nixpkgs' cudaPackages are unfree: import nixpkgs with config.allowUnfree = true (and",
+    "#   config.cudaSupport = true for nixpkgs' own CUDA builds) where this fragment names them.",
+)
+_CUDA_WHEELS = (
+    "#   A library an nvidia-* wheel ships comes from that wheel when the package set has it (`sibling`",
+    "#   below): one CUDA runtime in the closure, the one the lock pins; cudaPackages only otherwise.",
+)
+# poetry2nix's default overrides define every nvidia-*-cu11/-cu12 attribute, locked or not, so the set
+# cannot say which are there: the wheels given to `wheelfix nix` decide
+_CUDA_WHEELS_POETRY = (
+    "#   poetry2nix's package set cannot say which nvidia-* wheels are locked: give those wheels to",
+    "#   `wheelfix nix` together with this one, and their packages are used instead of cudaPackages.",
 )
 _IS_LINUX = "stdenv.hostPlatform.isLinux"
 _IS_DARWIN = "stdenv.hostPlatform.isDarwin"
-_LET = ("let", "  inherit (pkgs) lib stdenv;", "in")
+_WHEELFIX_HOOK = (
+    '(pkgs.wheelfixHook or (throw "wheelfix.nix: add overlays.default of the wheelfix flake to nixpkgs'
+    ' (for wheelfixHook)"))'
+)
+# `old.X or [ ]` may be a Boolean (poetry2nix's default overrides set autoPatchelfIgnoreMissingDeps = true,
+# or `old.src.isWheel or false`), a string or null: true stays true (everything is ignored already), false
+# and null are empty, anything else becomes a list
+_LET = (
+    "let",
+    "  inherit (pkgs) lib stdenv;",
+    "  # an old list may be a Boolean (poetry2nix's default overrides set some to true), a string or null",
+    "  append =",
+    "    old: new:",
+    "    if old == true then true else lib.optionals (old != false && old != null) (lib.toList old) ++ new;",
+    "in",
+)
+_SIBLING_FN = (
+    "  # the first of these Python packages the set has (their wheels ship a library), else `fallback`",
+    "  sibling =",
+    "    names: fallback:",
+    "    let",
+    "      present = lib.filter (name: final ? ${name}) names;",
+    "    in",
+    "    if present != [ ] then final.${lib.head present} else fallback;",
+)
+_SEARCH_PATH_FN = (
+    "  # autoPatchelf searches only <input>/lib: the Python packages' own directories too",
+    "  searchPath =",
+    "    drvs:",
+    '    lib.optionalString (drvs != [ ]) ("if declare -F addAutoPatchelfSearchPath >/dev/null; then\\n"',
+    '      + lib.concatMapStrings (drv: "addAutoPatchelfSearchPath ${drv}\\n") drvs + "fi\\n");',
+)
+
+
+def _cuda(plan: NixPlan) -> tuple[bool, bool]:
+    """(some nixpkgs output named is a cudaPackages one, some of them has nvidia-* wheels instead)."""
+    named = any(
+        c.attr.startswith("cudaPackages")
+        for p in plan.packages
+        for c in (*(c for c, _ in p.inputs), *(c for _, c, _ in p.wheel_inputs if c is not None))
+    )
+    wheels = any(
+        c is not None and c.attr.startswith("cudaPackages")
+        for p in plan.packages
+        for _, c, _ in p.wheel_inputs
+    )
+    return named, wheels
 
 
 def _header(plan: NixPlan, flavor: Flavor) -> list[str]:
@@ -390,6 +496,13 @@ def _header(plan: NixPlan, flavor: Flavor) -> list[str]:
     ]
     if plan.macos:
         lines.extend(_MACOS_HEADER)
+    cuda, cuda_wheels = _cuda(plan)
+    if cuda:
+        lines.extend(_CUDA_HEADER)
+        if cuda_wheels and flavor == "uv2nix":
+            lines.extend(_CUDA_WHEELS)
+        elif cuda_wheels and flavor == "poetry2nix":
+            lines.extend(_CUDA_WHEELS_POETRY)
     unknown = [(p.name, p.all_unknown) for p in plan.packages if p.all_unknown]
     if unknown:
         lines.append(
@@ -406,25 +519,33 @@ def _list(indent: str, items: Sequence[tuple[str, str]]) -> list[str]:
     ]
 
 
-def _notes(indent: str, p: PackagePlan) -> list[str]:
+def _overlay(flavor: Flavor) -> bool:
+    return flavor in ("uv2nix", "poetry2nix")
+
+
+def _notes(indent: str, p: PackagePlan, flavor: Flavor = "plain") -> list[str]:
     lines: list[str] = []
-    for soname, packages in p.other_packages:
-        lines.append(
-            f"{indent}# {_comment(soname)}: shipped by the Python package {_comment(', '.join(packages))}; "
-            "keep it installed"
-        )
-    if p.other_packages:
-        lines.append(
-            f"{indent}#   (autoPatchelf does not search other packages' site-packages: add the package to"
-        )
-        lines.append(
-            f"{indent}#   buildInputs + addAutoPatchelfSearchPath, or the soname to "
-            "autoPatchelfIgnoreMissingDeps)"
-        )
+    if not _overlay(flavor):
+        for soname, packages in p.other_packages:
+            shipped = f"shipped by the Python package {_comment(', '.join(packages))}"
+            lines.append(f"{indent}# {_comment(soname)}: {shipped}; keep it installed")
+        if p.other_packages:
+            lines.append(
+                f"{indent}#   (autoPatchelf does not search other packages' site-packages: add the package to"
+            )
+            lines.append(
+                f"{indent}#   buildInputs + addAutoPatchelfSearchPath, or the soname to "
+                "autoPatchelfIgnoreMissingDeps)"
+            )
+    if flavor != "uv2nix":
+        for names, fallback, sonames in p.wheel_inputs:
+            if fallback is None:
+                shipped = f"shipped by the Python package {_comment(' or '.join(names))}"
+                lines.append(f"{indent}# {_comment(', '.join(sonames))}: {shipped}; keep it installed")
     if p.hints:
         lines.append(f"{indent}# dlopen'd if present (names found in the binaries, not requirements):")
         for soname, c in p.hints:
-            where = f"{_lib_dir(c)} in appendRunpaths" if c else "no known nixpkgs package"
+            where = f"{_lib_dir(c)} in appendRunpaths" if c else "no curated nixpkgs package for this name"
             lines.append(f"{indent}#   {_comment(soname)}: {where}")
     for soname in p.unknown:
         lines.append(f"{indent}# UNKNOWN: {_comment(soname)}: no known nixpkgs package provides it")
@@ -451,31 +572,77 @@ def _darwin_items(p: PackagePlan) -> list[tuple[str, str]]:
     ]
 
 
-def _package_attrs(indent: str, p: PackagePlan, flavor: Flavor) -> list[str]:
-    """The attributes of one override / buildPythonPackage argument set."""
-    extend = flavor != "nixpkgs"
+def _wheel_items(p: PackagePlan, flavor: Flavor) -> list[tuple[str, str]]:
+    """Overlay flavors: the Python packages of the set that ship a library the package needs: those of
+    the wheels given (``final.<pkg>``), and in the uv2nix flavor the ones the knowledge base names when
+    the set has them (``sibling``; a uv2nix set holds only the lock's packages and build systems)."""
+    by_package: dict[str, list[str]] = {}
+    for soname, pkgs in p.other_packages:
+        for pkg in pkgs:
+            by_package.setdefault(pkg, []).append(soname)
+    items = [(f"final.{_attr_name(pkg)}", ", ".join(sonames)) for pkg, sonames in sorted(by_package.items())]
+    if flavor != "uv2nix":
+        return items
+    for names, fallback, sonames in p.wheel_inputs:
+        choices = "[ " + " ".join(nix_string(n) for n in names) + " ]"
+        if fallback is not None:
+            otherwise = nix_ref(fallback)
+        else:
+            message = (
+                f"wheelfix.nix: {p.name} needs {', '.join(sonames)}, which the Python package "
+                f"{' or '.join(names)} ships: none is in this package set"
+            )
+            otherwise = f"(throw {nix_string(message)})"
+        items.append((f"(sibling {choices} {otherwise})", ", ".join(sonames)))
+    return items
+
+
+def _fallback_items(p: PackagePlan) -> list[tuple[str, str]]:
+    """Other flavors: the nixpkgs output of each need a wheel may provide."""
+    return [
+        (nix_ref(c), f"{', '.join(sonames)} (the wheel of {' or '.join(names)} has it too)")
+        for names, c, sonames in p.wheel_inputs
+        if c is not None
+    ]
+
+
+def _package_attrs(indent: str, p: PackagePlan, flavor: Flavor, wheels: bool) -> list[str]:
+    """The attributes of one override / buildPythonPackage argument set. ``wheels``: a ``wheels`` list
+    is bound (overlay flavors) and goes into buildInputs."""
 
     def assign(
-        attr: str, items: Sequence[tuple[str, str]], darwin: Sequence[tuple[str, str]] = ()
+        attr: str,
+        items: Sequence[tuple[str, str]],
+        darwin: Sequence[tuple[str, str]] = (),
+        extra: str | None = None,
     ) -> list[str]:
-        if not p.macos:
-            if not items:
-                return []
-            head = f"{indent}{attr} = (old.{attr} or [ ]) ++ [" if extend else f"{indent}{attr} = ["
-            return [head, *_list(indent, items)[:-1], f"{indent}];"]
-        # guarded: the Linux list on Linux, the darwin list on darwin
-        parts = [(cond, part) for cond, part in ((_IS_LINUX, items), (_IS_DARWIN, darwin)) if part]
-        if not parts:
+        """``attr = append (old.attr or [ ]) (...)``: the Linux list (plus ``extra``) and, when the package
+        has macOS wheels, both lists guarded by the platform."""
+        parts: list[tuple[str | None, Sequence[tuple[str, str]]]]
+        if p.macos:
+            parts = [(cond, part) for cond, part in ((_IS_LINUX, items), (_IS_DARWIN, darwin)) if part]
+        else:
+            parts = [(None, items)] if items else []
+        if not parts and extra is None:
             return []
-        lines = []
+        if not parts and extra is not None and not p.macos:
+            return [f"{indent}{attr} = append (old.{attr} or [ ]) {extra};"]
+        if len(parts) == 1 and parts[0][0] is None and extra is None:
+            return [
+                f"{indent}{attr} = append (old.{attr} or [ ]) [",
+                *_list(indent, parts[0][1])[:-1],
+                f"{indent}];",
+            ]
+        lines = [f"{indent}{attr} = append (old.{attr} or [ ]) ("]
         for i, (cond, part) in enumerate(parts):
-            opener = f"lib.optionals {cond} ["
-            if i == 0:
-                lines.append(f"{indent}{attr} = " + (f"(old.{attr} or [ ]) ++ " if extend else "") + opener)
-            else:
-                lines.append(f"{indent}] ++ {opener}")
-            lines += _list(indent, part)[:-1]
-        return [*lines, f"{indent}];"]
+            joiner = "  " if i == 0 else "  ++ "
+            opener = f"lib.optionals {cond} [" if cond else "["
+            lines.append(f"{indent}{joiner}{opener}")
+            lines += [f"  {line}" for line in _list(indent, part)]
+        if extra is not None:
+            guard = f"lib.optionals {_IS_LINUX} " if p.macos else ""
+            lines.append(f"{indent}{'  ++ ' if parts else '  '}{guard}{extra}")
+        return [*lines, f"{indent});"]
 
     native: list[tuple[str, str]] = []
     linux = p.elf or not p.macos
@@ -483,41 +650,82 @@ def _package_attrs(indent: str, p: PackagePlan, flavor: Flavor) -> list[str]:
         native.append(("pkgs.autoPatchelfHook", ""))
     if p.driver:
         native.append(("pkgs.autoAddDriverRunpath", "adds the GPU driver's lib dir (/run/opengl-driver/lib)"))
-    lines = _notes(indent, p)
-    lines += assign("buildInputs", [(nix_ref(c), ", ".join(s)) for c, s in p.inputs], _darwin_items(p))
-    lines += assign("nativeBuildInputs", native)
+    darwin_native = (
+        [(_WHEELFIX_HOOK, "points the install names at the buildInputs")] if p.darwin_inputs else []
+    )
+    inputs = [(nix_ref(c), ", ".join(s)) for c, s in p.inputs]
+    if flavor != "uv2nix":
+        inputs += _fallback_items(p)
+    lines = _notes(indent, p, flavor)
+    lines += assign("buildInputs", inputs, _darwin_items(p), "wheels" if wheels else None)
+    lines += assign("nativeBuildInputs", native, darwin_native)
     lines += assign(
         "autoPatchelfIgnoreMissingDeps", [(nix_string(s), "the GPU driver's") for s in p.driver_ignore]
     )
     lines += assign("appendRunpaths", [(_lib_dir(c), "dlopen: " + ", ".join(s)) for c, s in p.runpaths])
+    if wheels:
+        linux_wheels = f"(lib.optionals {_IS_LINUX} wheels)" if p.macos else "wheels"
+        # toString: poetry2nix's overrides leave `lib.optionals cond "..."`, a list on darwin
+        lines.append(f'{indent}preFixup = toString (old.preFixup or "") + searchPath {linux_wheels};')
     lines.append(f"{indent}dontStrip = true;")
     return lines
 
 
 def _render_overlay(plan: NixPlan, flavor: Flavor) -> list[str]:
     method = "overrideAttrs" if flavor == "uv2nix" else "overridePythonAttrs"
-    lines = ["{ pkgs, ... }:", *(_LET if plan.macos else ()), "final: prev: {"]
+    body: list[str] = []
     for p in plan.packages:
         if not p.has_binaries:
-            lines.append(f"  # {_comment(p.name)}: no binaries, nothing to add")
+            body.append(f"  # {_comment(p.name)}: no binaries, nothing to add")
             continue
         name = _attr_name(p.name)
-        lines.append(f"  {name} = prev.{name}.{method} (old: {{")
-        lines += _package_attrs("    ", p, flavor)
-        lines.append("  });")
-    lines.append("}")
-    return lines
+        items = _wheel_items(p, flavor)
+        if not items:
+            body.append(f"  {name} = prev.{name}.{method} (old: {{")
+            body += _package_attrs("    ", p, flavor, wheels=False)
+            body.append("  });")
+            continue
+        body.append(f"  {name} = prev.{name}.{method} (")
+        body.append("    old:")
+        if items:
+            body += [
+                "    let",
+                "      # Python packages of this set whose wheels ship a library it needs",
+                "      wheels = [",
+            ]
+            body += [*_list("      ", items)[:-1], "      ];", "    in"]
+        body.append("    {")
+        body += _package_attrs("      ", p, flavor, wheels=bool(items))
+        body += ["    }", "  );"]
+    used = [item for p in plan.packages if p.has_binaries for item, _ in _wheel_items(p, flavor)]
+    helpers: list[str] = []
+    if any(item.startswith("(sibling ") for item in used):
+        helpers += _SIBLING_FN
+    if used:
+        helpers += _SEARCH_PATH_FN
+    return [
+        "{ pkgs, ... }:",
+        *_LET,
+        "final: prev:",
+        *(("let", *helpers, "in") if helpers else ()),
+        "{",
+        *body,
+        "}",
+    ]
 
 
 def _render_nixpkgs(plan: NixPlan) -> list[str]:
-    lines = ["{ pkgs, ... }:", *(_LET if plan.macos else ()), "{"]
+    lines = ["{ pkgs, ... }:", *_LET, "{"]
     for p in plan.packages:
         if not p.has_binaries:
             lines.append(f"  # {_comment(p.name)}: no binaries, nothing to add")
             continue
-        lines.append(f"  {_attr_name(p.name)} = {{")
-        lines += _package_attrs("    ", p, "nixpkgs")
-        lines.append("  };")
+        lines.append(f"  {_attr_name(p.name)} =")
+        lines.append("    old:")
+        lines.append("    old")
+        lines.append("    // {")
+        lines += _package_attrs("      ", p, "nixpkgs", wheels=False)
+        lines.append("    };")
     lines.append("}")
     return lines
 
@@ -538,12 +746,23 @@ def _users(pairs: Iterable[tuple[str, Candidate, str]]) -> list[tuple[str, str]]
 
 def _render_plain(plan: NixPlan) -> list[str]:
     items = _users(
-        (p.name, c, soname)
-        for p in plan.packages
-        for c, sonames in (*p.inputs, *p.runpaths)
-        for soname in sonames
+        [
+            *(
+                (p.name, c, soname)
+                for p in plan.packages
+                for c, sonames in (*p.inputs, *p.runpaths)
+                for soname in sonames
+            ),
+            *(
+                (p.name, c, f"{soname} (or the wheel of {' or '.join(names)})")
+                for p in plan.packages
+                for names, c, sonames in p.wheel_inputs
+                if c is not None
+                for soname in sonames
+            ),
+        ]
     )
-    lines = ["{ pkgs, ... }:", *(_LET if plan.macos else ())]
+    lines = ["{ pkgs, ... }:", *(("let", "  inherit (pkgs) lib stdenv;", "in") if plan.macos else ())]
     for p in plan.packages:
         notes = _notes("", p)
         if p.driver:
@@ -591,6 +810,9 @@ def referenced(plan: NixPlan) -> Iterable[Candidate]:
     for p in plan.packages:
         for c, _ in (*p.inputs, *p.runpaths):
             seen.add(c)
+        for _projects, fallback, _needs in p.wheel_inputs:
+            if fallback is not None:
+                seen.add(fallback)
         for c, _names in p.darwin_inputs:
             seen.add(c)
         for _, _linux, weak in p.darwin_weak:

@@ -191,12 +191,14 @@ class WheelPlan:
         return bool(self.elf_edits or self.macho_edits)
 
 
-def _kept_entries(b: ElfAnalysis) -> list[str]:
-    """Existing entries that stay valid once installed: $ORIGIN paths inside the install, store paths."""
+def _kept_entries(b: ElfAnalysis, driver_dir: str | None = None) -> list[str]:
+    """Existing entries that stay valid once installed: $ORIGIN paths inside the install, store paths (and
+    the GPU driver directory when it is asked for)."""
     own = [d for d in b.search_path if d.inherited_from is None]
     kept: list[str] = []
     for d in own:
-        if (d.path is not None or d.entry.startswith("/nix/store/")) and d.entry not in kept:
+        valid = d.path is not None or d.entry.startswith("/nix/store/") or d.entry == driver_dir
+        if valid and d.entry not in kept:
             kept.append(d.entry)
     return kept
 
@@ -242,7 +244,13 @@ class _Tree:
 
 
 def _search_additions(
-    b: ElfAnalysis, wheel: str, index: LibIndex, allow: Sequence[str], found: _Found, tree: _Tree
+    b: ElfAnalysis,
+    wheel: str,
+    index: LibIndex,
+    allow: Sequence[str],
+    found: _Found,
+    tree: _Tree,
+    driver_dir: str | None = None,
 ) -> list[tuple[str, str]]:
     """(soname, directory) to add: each external need found in the library directories, and each library
     the wheels ship that is not on the binary's search path (it loads today only if something else loaded
@@ -257,6 +265,9 @@ def _search_additions(
                 d = tree.origin_dir(wheel, b.binary.member, res.wheel, res.member)
                 if d is not None:
                     added.append((need.soname, d))
+            continue
+        if driver_dir and res.outcome is Outcome.GPU_DRIVER:
+            added.append((need.soname, driver_dir))
             continue
         if res.outcome not in _NEEDS_A_PATH:
             continue
@@ -296,9 +307,10 @@ def _plan_binary(
     found: _Found,
     tree: _Tree,
     wheel: str,
+    driver_dir: str | None = None,
 ) -> ElfEdit | None:
     elf = b.binary.elf
-    added = _search_additions(b, wheel, index, allow, found, tree)
+    added = _search_additions(b, wheel, index, allow, found, tree, driver_dir)
     old_kind = "RUNPATH" if elf.runpath is not None else "RPATH" if elf.rpath is not None else None
     old_value = elf.runpath if elf.runpath is not None else elf.rpath
     # A binary with neither tag gets DT_RUNPATH, unless it finds something through a loader's DT_RPATH
@@ -307,7 +319,7 @@ def _plan_binary(
     inherits = any(d.inherited_from is not None for d in b.search_path)
     default_kind = "RPATH" if inherits else "RUNPATH"
     kind = {"rpath": "RPATH", "runpath": "RUNPATH"}.get(rpath_kind, old_kind or default_kind)
-    entries = _kept_entries(b)
+    entries = _kept_entries(b, driver_dir)
     for _soname, directory in added:
         if directory not in entries:
             entries.append(directory)
@@ -413,8 +425,11 @@ def plan_repair(
     allow: Sequence[str] = (),
     rpath_kind: str = "keep",
     interpreter: str | None = None,
+    driver_dir: str | None = None,
 ) -> tuple[WheelPlan, ...]:
-    """Decide every edit of every wheel of ``analysis`` against the libraries of ``index``."""
+    """Decide every edit of every wheel of ``analysis`` against the libraries of ``index``. ``driver_dir``
+    (e.g. ``/run/opengl-driver/lib``) is added to the search path of binaries that need GPU driver
+    libraries, and only to theirs."""
     tree = _Tree.of(analysis)
     plans = []
     for w in analysis.wheels:
@@ -423,7 +438,9 @@ def plan_repair(
             e
             for b in w.elf
             if (
-                e := _plan_binary(b, index, allow, rpath_kind, interpreter, found, tree, w.scan.meta.filename)
+                e := _plan_binary(
+                    b, index, allow, rpath_kind, interpreter, found, tree, w.scan.meta.filename, driver_dir
+                )
             )
         ]
         macho_edits: list[MachOEdit] = []

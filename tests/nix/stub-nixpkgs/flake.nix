@@ -1,24 +1,30 @@
-# A hand-written stand-in for nixpkgs, for wheelfix's flake tests (tests/integration/test_nix_flake.py).
+# A stand-in for nixpkgs for wheelfix's flake tests, built on nixpkgs' real files (see ./pkgs.nix).
 #
-# It has only what wheelfix's flake.nix and nix/*.nix use. Every builder is a raw `derivation` that keeps
-# what it was called with in `stubArgs` (and `stubFunction`), so tests can assert on the wiring with
-# `nix eval`. The derivations also build, with the host's tools (sandbox off): stdenv.mkDerivation runs
-# ./stdenv-setup.sh, a small genericBuild (setup hooks, env hooks, propagation, phases), and
-# buildPythonApplication wraps the source tree for the host's Python. Host paths come from ./host.nix,
-# which the tests write into a copy of this directory; without it, eval-only defaults are used.
+# Its inputs are overridden by the tests, nothing is fetched:
+#   --override-input nixpkgs path:<a copy of this directory, with host.nix>
+#   --override-input nixpkgs/nix-sources path:<nix-sources> (upstream nixpkgs lib, setup.sh, hooks, ...)
+# host.nix, written by the tests next to this file, names this machine's programs and libraries.
 {
-  description = "stub nixpkgs for wheelfix's flake tests";
+  description = "nixpkgs for wheelfix's flake tests: nixpkgs' real lib, stdenv setup.sh and hooks, host tools";
+
+  inputs.nix-sources = {
+    url = "path:/nonexistent/wheelfix-nix-sources-must-be-overridden";
+    flake = false;
+  };
 
   outputs =
-    { self }:
+    { self, nix-sources }:
+    let
+      lib = import "${nix-sources}/nixpkgs-lib/lib";
+      host = import ./host.nix;
+    in
     {
-      lib = import ./lib.nix;
-
-      legacyPackages = self.lib.genAttrs [
+      inherit lib;
+      legacyPackages = lib.genAttrs [
         "x86_64-linux"
         "aarch64-linux"
         "x86_64-darwin"
         "aarch64-darwin"
-      ] (system: import ./pkgs.nix { inherit system; inherit (self) lib; });
+      ] (system: import ./pkgs.nix { inherit lib system host; nixSources = nix-sources; });
     };
 }
