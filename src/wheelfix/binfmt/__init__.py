@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import mmap
 import struct
 
-__all__ = ["MAGIC_PREFIX_LEN", "BinaryFormatError", "detect_format"]
+__all__ = ["MAGIC_PREFIX_LEN", "BinaryFormatError", "Buffer", "detect_format"]
 
 MAGIC_PREFIX_LEN = 4096  # enough for the PE signature of any real DOS stub
+
+Buffer = bytes | bytearray | mmap.mmap  # what the readers and editors read: a file's bytes, or a map of it
 
 
 class BinaryFormatError(ValueError):
