@@ -179,9 +179,9 @@ def parse_elf(data: Buffer, *, scan_strings: bool = True) -> ElfInfo:
     """
     is64, little, osabi = _identification(data)
     r = _Reader(data, little, is64)
-    hdr = _header(r)
-    sections, phnum = _section_headers(r, hdr)
-    segments = _program_headers(r, hdr, phnum)
+    e_type, e_machine, e_phoff, e_shoff, e_phentsize, e_phnum, e_shentsize, e_shnum = _header(r)
+    sections, phnum = _section_headers(r, e_shoff, e_shentsize, e_shnum, e_phnum)
+    segments = _program_headers(r, e_phoff, e_phentsize, phnum)
     loads = [s for s in segments if s[0] == PT_LOAD]
     interpreter = _interpreter(r, segments)
     dyn = [s for s in segments if s[0] == PT_DYNAMIC]
@@ -189,14 +189,14 @@ def parse_elf(data: Buffer, *, scan_strings: bool = True) -> ElfInfo:
     names = _dynamic_names(r, entries, loads)
     dlopen_notes = _dlopen_notes(r, _note_regions(r, segments, sections))
     candidates: tuple[str, ...] = ()
-    if scan_strings and hdr.type in (ET_EXEC, ET_DYN):
+    if scan_strings and e_type in (ET_EXEC, ET_DYN):
         candidates = _dlopen_candidates(r, sections, names)
     return ElfInfo(
         elf_class=64 if is64 else 32,
         endian="little" if little else "big",
-        machine=machine_name(hdr.machine, little),
+        machine=machine_name(e_machine, little),
         osabi=OSABIS.get(osabi, f"OSABI_{osabi}"),
-        type=E_TYPES.get(hdr.type, f"ET_{hdr.type:#x}"),
+        type=E_TYPES.get(e_type, f"ET_{e_type:#x}"),
         interpreter=interpreter,
         soname=names.soname,
         needed=names.needed,
@@ -212,19 +212,6 @@ def parse_elf(data: Buffer, *, scan_strings: bool = True) -> ElfInfo:
 # --- phases of parse_elf, in the order it runs them ----------------------------------------------------
 
 _Segment = tuple[int, int, int, int, int, int]  # p_type, p_flags, p_offset, p_vaddr, p_filesz, p_align
-
-
-class _Header(NamedTuple):
-    """The ELF header fields the parse uses (phnum and shnum before extended numbering)."""
-
-    type: int
-    machine: int
-    phoff: int
-    shoff: int
-    phentsize: int
-    phnum: int
-    shentsize: int
-    shnum: int
 
 
 class _DynamicNames(NamedTuple):
@@ -249,50 +236,52 @@ def _identification(data: Buffer) -> tuple[bool, bool, int]:
     return ei_class == ELFCLASS64, ei_data == ELFDATA2LSB, ei_osabi
 
 
-def _header(r: _Reader) -> _Header:
+def _header(r: _Reader) -> tuple[int, int, int, int, int, int, int, int]:
+    """e_type, e_machine, e_phoff, e_shoff, e_phentsize, e_phnum, e_shentsize, e_shnum."""
     h = r.unpack(EHDR64 if r.is64 else EHDR32, EI_NIDENT, "ELF header")
-    # e_type, e_machine, e_version, e_entry, e_phoff, e_shoff, e_flags, e_ehsize, e_phentsize, e_phnum,
+    # h: e_type, e_machine, e_version, e_entry, e_phoff, e_shoff, e_flags, e_ehsize, e_phentsize, e_phnum,
     # e_shentsize, e_shnum, e_shstrndx
-    return _Header(h[0], h[1], h[4], h[5], h[8], h[9], h[10], h[11])
+    return h[0], h[1], h[4], h[5], h[8], h[9], h[10], h[11]
 
 
-def _section_headers(r: _Reader, hdr: _Header) -> tuple[list[tuple[int, ...]], int]:
+def _section_headers(
+    r: _Reader, shoff: int, shentsize: int, shnum: int, phnum: int
+) -> tuple[list[tuple[int, ...]], int]:
     """The section headers (none without e_shoff) and the program header count. Section 0 holds the real
     counts when they do not fit the ELF header (extended numbering)."""
-    phnum, shnum = hdr.phnum, hdr.shnum
-    if not hdr.shoff:
+    if not shoff:
         return [], phnum
     shdr_fmt = SHDR64 if r.is64 else SHDR32
     shdr_size = struct.calcsize("<" + shdr_fmt)
-    if hdr.shentsize != shdr_size:
-        raise BinaryFormatError(f"bad section header size {hdr.shentsize}")
-    sh0 = r.unpack(shdr_fmt, hdr.shoff, "section header 0")
+    if shentsize != shdr_size:
+        raise BinaryFormatError(f"bad section header size {shentsize}")
+    sh0 = r.unpack(shdr_fmt, shoff, "section header 0")
     if shnum == 0:
         shnum = sh0[5]
     if phnum == 0xFFFF:  # PN_XNUM
         phnum = sh0[7]
-    if hdr.shoff + shnum * shdr_size > r.size:
+    if shoff + shnum * shdr_size > r.size:
         raise BinaryFormatError(
-            f"section header table ({shnum} entries at {hdr.shoff:#x}) runs past the end of the file"
+            f"section header table ({shnum} entries at {shoff:#x}) runs past the end of the file"
         )
-    sections = [r.unpack(shdr_fmt, hdr.shoff + i * shdr_size, f"section header {i}") for i in range(shnum)]
+    sections = [r.unpack(shdr_fmt, shoff + i * shdr_size, f"section header {i}") for i in range(shnum)]
     return sections, phnum
 
 
-def _program_headers(r: _Reader, hdr: _Header, phnum: int) -> list[_Segment]:
+def _program_headers(r: _Reader, phoff: int, phentsize: int, phnum: int) -> list[_Segment]:
     if not phnum:
         return []
     phdr_fmt = PHDR64 if r.is64 else PHDR32
     phdr_size = struct.calcsize("<" + phdr_fmt)
-    if hdr.phentsize != phdr_size:
-        raise BinaryFormatError(f"bad program header size {hdr.phentsize}")
-    if hdr.phoff + phnum * phdr_size > r.size:
+    if phentsize != phdr_size:
+        raise BinaryFormatError(f"bad program header size {phentsize}")
+    if phoff + phnum * phdr_size > r.size:
         raise BinaryFormatError(
-            f"program header table ({phnum} entries at {hdr.phoff:#x}) runs past the end of the file"
+            f"program header table ({phnum} entries at {phoff:#x}) runs past the end of the file"
         )
     segments: list[_Segment] = []
     for i in range(phnum):
-        p = r.unpack(phdr_fmt, hdr.phoff + i * phdr_size, f"program header {i}")
+        p = r.unpack(phdr_fmt, phoff + i * phdr_size, f"program header {i}")
         if r.is64:
             p_type, p_flags, p_offset, p_vaddr, _pa, p_filesz, _memsz, p_align = p
         else:
