@@ -612,9 +612,8 @@ class _LoadCommands:
         r, pos, cmdsize, what = self.r, c.lc.offset, c.lc.size, c.what
         if (c.lc.cmd == LC_SEGMENT_64) != self.is64:
             raise BinaryFormatError(f"{what} at {pos:#x} in a {64 if self.is64 else 32}-bit file")
-        # after the 16-byte name(s): the numeric fields of segment_command(_64) and section(_64)
-        seg_fmt, seg_size = ("QQQQiiII", 72) if self.is64 else ("IIIIiiII", 56)
-        sect_size = 80 if self.is64 else 68
+        seg_fmt, seg_size = _SEGMENT_COMMAND[self.is64]
+        sect_size = _SECTION[self.is64][1]
         c.need(seg_size)
         vmaddr, vmsize, fileoff, filesize, maxprot, initprot, nsects, segflags = r.unpack(
             seg_fmt, pos + 24, what
@@ -649,7 +648,7 @@ class _LoadCommands:
 
     def _sections(self, c: _Command, nsects: int, first: int) -> tuple[Section, ...]:
         r = self.r
-        sect_fmt, sect_size = ("QQIIIIIIII", 80) if self.is64 else ("IIIIIIIII", 68)
+        sect_fmt, sect_size = _SECTION[self.is64]
         sections = []
         for k in range(nsects):
             at = first + k * sect_size
@@ -731,6 +730,11 @@ class _LoadCommands:
         cryptoff, cryptsize = self.r.unpack("II", c.lc.offset + 8, c.what)
         self._content(cryptoff, cryptsize, c.what)
 
+
+# (format of the numeric fields after the 16-byte name(s), size) of segment_command(_64) and section(_64),
+# by 64-bit
+_SEGMENT_COMMAND = {True: ("QQQQiiII", 72), False: ("IIIIiiII", 56)}
+_SECTION = {True: ("QQIIIIIIII", 80), False: ("IIIIIIIII", 68)}
 
 # the command kinds whose fields the reader checks and reports; others are only listed
 _COMMAND_READERS: dict[int, Callable[[_LoadCommands, _Command], None]] = {
