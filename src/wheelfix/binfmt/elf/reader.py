@@ -15,7 +15,6 @@ import re
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from wheelfix.binfmt import BinaryFormatError, Buffer
 from wheelfix.binfmt.elf.consts import (
@@ -214,7 +213,10 @@ def parse_elf(data: Buffer, *, scan_strings: bool = True) -> ElfInfo:
 _Segment = tuple[int, int, int, int, int, int]  # p_type, p_flags, p_offset, p_vaddr, p_filesz, p_align
 
 
-class _DynamicNames(NamedTuple):
+@dataclass(slots=True)
+class _DynamicNames:
+    """What the dynamic entries name."""
+
     needed: tuple[str, ...]
     soname: str | None
     rpath: str | None
