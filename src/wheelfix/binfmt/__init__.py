@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import mmap
 import struct
 
 from wheelfix._enum import StrEnum
 from wheelfix.errors import EXIT_BAD_INPUT, Error
 
-__all__ = ["MAGIC_PREFIX_LEN", "BinaryFormat", "BinaryFormatError", "detect_format"]
+__all__ = ["MAGIC_PREFIX_LEN", "BinaryFormat", "BinaryFormatError", "Buffer", "detect_format"]
 
 MAGIC_PREFIX_LEN = 4096  # enough for the PE signature of any real DOS stub
+
+Buffer = bytes | bytearray | mmap.mmap  # what the readers and editors read: a file's bytes, or a map of it
 
 
 class BinaryFormatError(Error, ValueError):

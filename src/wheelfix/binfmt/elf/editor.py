@@ -3,19 +3,24 @@
 built in memory here; :class:`ElfPatch` says what goes where, and the caller applies it to a file (or, for
 tests and small files, to bytes).
 
-Strategy (the repairwheel-style "append a segment", never moving existing sections):
+Strategy (the repairwheel-style "append a segment", never moving existing sections). Each rule is one
+named step (in parentheses), run in this order by ``_plan_patch`` after ``_check_layout`` has checked the
+gABI rules the steps rely on:
 
 * A new string fits in place when the old value of the same tag is at least as long and nothing else in
   the string table points into it (dynamic entries, version names, dynamic symbol names are checked): it
   is overwritten and padded with NULs. Otherwise a copy of ``.dynstr`` with the new string after it goes
   into a new ``PT_LOAD`` segment at the end of the file, and DT_STRTAB / DT_STRSZ point there. The old table
   stays where it was, unreferenced; offsets into the table are unchanged, so symbols and version names
-  read the same.
+  read the same. (``_Planner.set_search_path``; DT_STRTAB follows in ``point_strtab_at_copy``.)
 * An interpreter that fits in the old ``PT_INTERP`` bytes is written in place (NUL-padded, same size);
-  a longer one goes into the new segment and PT_INTERP points there.
+  a longer one goes into the new segment and PT_INTERP points there. (``set_interpreter``; one written in
+  place among bytes moved to make room for the program header table goes with them:
+  ``keep_interpreter_out_of_block``.)
 * The dynamic table is rewritten in place when its entries still fit (spare DT_NULL slots are common);
   otherwise it moves into the new segment (with a few spare DT_NULL slots for later edits), which is then
-  writable (ld.so adjusts ``.dynamic`` in memory), and PT_DYNAMIC points there.
+  writable (ld.so adjusts ``.dynamic`` in memory), and PT_DYNAMIC points there. (``place_dynamic_table``,
+  ``write_dynamic_table``.)
 * The new segment needs a program header. In order: a PT_NULL entry is reused; or the table grows in place
   into free bytes after it, or into room made by moving the notes and ``.interp`` behind it into the new
   segment (nothing but program headers points at them); or, in a shared library, the optional PT_PHDR
@@ -23,39 +28,78 @@ Strategy (the repairwheel-style "append a segment", never moving existing sectio
   them, the table moves into the new segment (e_phoff changes, PT_PHDR follows); for executables the new
   segment then keeps the first segment's ``p_vaddr - p_offset``, so kernels that compute AT_PHDR as
   ``load address + e_phoff`` (before Linux 5.18) get it right (at most 16 MiB of padding, else refused).
+  (``_table_slot``, ``_room_after_table``; ``_Planner._keep_at_phdr``; the table is written by
+  ``rewrite_program_headers``.)
 * The new segment starts on a page boundary in memory above every existing segment (no page is shared with
   another segment's memory), with ``p_offset % p_align == p_vaddr % p_align`` and ``p_align`` the largest
   alignment of the existing PT_LOADs (at least 4 KiB), so 64 KiB-page arm64/ppc64le systems work. The new
-  PT_LOAD is placed after the last PT_LOAD (ld.so wants them in address order).
+  PT_LOAD is placed after the last PT_LOAD (ld.so wants them in address order). (``place_segment``,
+  ``rewrite_program_headers``.)
 * Section headers of ``.dynstr``, ``.dynamic`` and ``.interp`` follow their content, so ``readelf -S``,
-  ``strip`` and ``objcopy`` see a consistent file.
+  ``strip`` and ``objcopy`` see a consistent file. (``follow_section_headers``.)
 """
 
 from __future__ import annotations
 
 import itertools
-import mmap
 import os
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
-from wheelfix.binfmt import BinaryFormatError
+from wheelfix.binfmt import BinaryFormatError, Buffer
+from wheelfix.binfmt.elf.consts import (
+    DT_AUXILIARY,
+    DT_FILTER,
+    DT_NEEDED,
+    DT_NULL,
+    DT_RPATH,
+    DT_RUNPATH,
+    DT_SONAME,
+    DT_STRSZ,
+    DT_STRTAB,
+    DT_VERDEF,
+    DT_VERNEED,
+    DYN32,
+    DYN64,
+    EHDR32,
+    EHDR64,
+    EI_NIDENT,
+    ELFCLASS64,
+    ELFDATA2LSB,
+    PF_R,
+    PF_W,
+    PHDR32,
+    PHDR64,
+    PT_DYNAMIC,
+    PT_GNU_PROPERTY,
+    PT_INTERP,
+    PT_LOAD,
+    PT_NOTE,
+    PT_NULL,
+    PT_PHDR,
+    SHDR32,
+    SHDR64,
+    SHT_DYNAMIC,
+    SHT_DYNSYM,
+    SHT_NOBITS,
+    SHT_NOTE,
+    SHT_PROGBITS,
+    SHT_STRTAB,
+    SYM32_SIZE,
+    SYM64_SIZE,
+    VERDAUX,
+    VERDEF,
+    VERNAUX,
+    VERNEED,
+)
 from wheelfix.binfmt.elf.reader import parse_elf
 from wheelfix.errors import EXIT_FINDINGS
 
 __all__ = ["ElfEditError", "ElfPatch", "plan_patch"]
 
-Buffer = bytes | bytearray | mmap.mmap
-
-PT_NULL, PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_PHDR = 0, 1, 2, 3, 6
-PF_W, PF_R = 0x2, 0x4
-SHT_STRTAB, SHT_DYNAMIC, SHT_DYNSYM = 3, 6, 11
-DT_NULL, DT_NEEDED, DT_STRTAB, DT_SYMTAB, DT_STRSZ, DT_SONAME, DT_RPATH = 0, 1, 5, 6, 10, 14, 15
-DT_RUNPATH = 29
-DT_AUXILIARY, DT_FILTER = 0x7FFFFFFD, 0x7FFFFFFF
-DT_VERDEF, DT_VERNEED = 0x6FFFFFFC, 0x6FFFFFFE
 _STRING_TAGS = (DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH, DT_AUXILIARY, DT_FILTER)
+_MOVABLE_SEGMENTS = (PT_INTERP, PT_NOTE, PT_GNU_PROPERTY)  # nothing but program headers points at them
 SPARE_DYNAMIC_SLOTS = 4  # DT_NULL entries left after a moved dynamic table, for later edits in place
 MIN_PAGE = 0x1000
 MAX_PADDING = 16 << 20  # bytes of zeros an executable's edit may add to keep AT_PHDR right
@@ -165,24 +209,17 @@ class _Layout:
 
     def __init__(self, data: Buffer) -> None:
         self.data = data
-        self.is64 = data[4] == 2
-        e = "<" if data[5] == 1 else ">"
+        self.is64 = data[4] == ELFCLASS64
+        e = "<" if data[5] == ELFDATA2LSB else ">"
         self.e = e
-        if self.is64:
-            self.ehdr = struct.Struct(e + "HHIQQQIHHHHHH")
-            self.phdr = struct.Struct(e + "IIQQQQQQ")
-            self.shdr = struct.Struct(e + "IIQQQQIIQQ")
-            self.dyn = struct.Struct(e + "qQ")
-            self.sym_name = struct.Struct(e + "I")
-            self.sym_size = 24
-        else:
-            self.ehdr = struct.Struct(e + "HHIIIIIHHHHHH")
-            self.phdr = struct.Struct(e + "IIIIIIII")
-            self.shdr = struct.Struct(e + "IIIIIIIIII")
-            self.dyn = struct.Struct(e + "iI")
-            self.sym_name = struct.Struct(e + "I")
-            self.sym_size = 16
-        h = self.ehdr.unpack_from(data, 16)
+        is64 = self.is64
+        self.ehdr = struct.Struct(e + (EHDR64 if is64 else EHDR32))
+        self.phdr = struct.Struct(e + (PHDR64 if is64 else PHDR32))
+        self.shdr = struct.Struct(e + (SHDR64 if is64 else SHDR32))
+        self.dyn = struct.Struct(e + (DYN64 if is64 else DYN32))
+        self.sym_name = struct.Struct(e + "I")
+        self.sym_size = SYM64_SIZE if is64 else SYM32_SIZE
+        h = self.ehdr.unpack_from(data, EI_NIDENT)
         self.e_machine = h[1]
         self.phoff, self.shoff = h[4], h[5]
         self.phnum, self.shnum = h[9], h[11]
@@ -243,8 +280,8 @@ def _dynamic(lay: _Layout) -> tuple[_Phdr, list[tuple[int, int]], int]:
 # Version chains as (header format, its count / aux offset / next fields, its name field or None,
 # aux format, its name / next fields): Elf_Verneed + Elf_Vernaux, Elf_Verdef + Elf_Verdaux.
 _VERSION_CHAINS = {
-    DT_VERNEED: ("HHIII", 1, 3, 4, 2, "IHHII", 3, 4),
-    DT_VERDEF: ("HHHHIII", 3, 5, 6, None, "II", 0, 1),
+    DT_VERNEED: (VERNEED, 1, 3, 4, 2, VERNAUX, 3, 4),
+    DT_VERDEF: (VERDEF, 3, 5, 6, None, VERDAUX, 0, 1),
 }
 
 
@@ -335,7 +372,34 @@ def plan_patch(
 def _plan_patch(data: Buffer, *, path: tuple[str, str] | None, interpreter: str | None) -> ElfPatch:
     info = parse_elf(data, scan_strings=False)  # full validation first: bounds of everything below
     lay = _Layout(data)
-    ehdr_end = 16 + lay.ehdr.size
+    _check_layout(lay)
+    plan = _Planner(lay)
+    if path is not None or info.is_dynamic:
+        plan.read_dynamic()
+    if path is not None:
+        plan.set_search_path(*path)
+    if interpreter is not None:
+        plan.set_interpreter(interpreter, info.interpreter)
+    plan.place_dynamic_table()
+    if not plan.needs_segment():  # in-place edits only: no new segment
+        plan.write_dynamic_table()
+        return plan.finish(None)
+    plan.keep_interpreter_out_of_block()
+    place = plan.place_segment()
+    plan.rewrite_program_headers(place)
+    plan.point_strtab_at_copy(place)
+    plan.write_dynamic_table()
+    plan.follow_section_headers(place)
+    return plan.finish(place)
+
+
+# --- the checks and steps of _plan_patch ---------------------------------------------------------------
+
+
+def _check_layout(lay: _Layout) -> None:
+    """gABI rules the reader does not enforce but the plan relies on. A file that breaks one is malformed
+    input, not a file that cannot take the edit: plain BinaryFormatError."""
+    ehdr_end = EI_NIDENT + lay.ehdr.size
     if lay.phnum and lay.phoff < ehdr_end:  # entries written there would overwrite the ELF header
         raise BinaryFormatError(f"the program header table (at {lay.phoff:#x}) overlaps the ELF header")
     if lay.shnum and lay.shoff and lay.shoff < ehdr_end:
@@ -343,260 +407,411 @@ def _plan_patch(data: Buffer, *, path: tuple[str, str] | None, interpreter: str 
     for unique, label in ((PT_INTERP, "PT_INTERP"), (PT_DYNAMIC, "PT_DYNAMIC"), (PT_PHDR, "PT_PHDR")):
         if sum(1 for p in lay.phdrs if p.type == unique) > 1:  # the gABI allows one
             raise BinaryFormatError(f"more than one {label} program header")
-    table_start, table_stop = lay.phoff, lay.phoff + lay.phnum * lay.phdr.size
-    for p in lay.phdrs:  # gABI rules the reader does not enforce but the layout below relies on
+    for p in lay.phdrs:
         # PT_INTERP and PT_DYNAMIC are written in place: they must not share bytes with the table
-        if (
-            p.type in (PT_INTERP, PT_DYNAMIC)
-            and p.filesz
-            and p.offset < table_stop
-            and p.offset + p.filesz > table_start
-        ):
+        if p.type in (PT_INTERP, PT_DYNAMIC) and _overlaps_table(lay, p):
             raise BinaryFormatError(f"the program header table overlaps a segment (type {p.type:#x})")
-        if p.type != PT_NULL and (
-            p.filesz > p.memsz
-            or p.align & (p.align - 1)
-            or (p.type == PT_LOAD and p.vaddr + p.memsz > 1 << (64 if lay.is64 else 32))
-            or (p.type == PT_LOAD and p.offset + p.filesz > len(data))
-        ):
-            # malformed input, not an edit this file cannot take: a plain BinaryFormatError
+        if p.type != PT_NULL and _malformed(lay, p):
             raise BinaryFormatError(f"malformed program header (type {p.type:#x}, offset {p.offset:#x})")
-    size = len(data)
-    overrides: dict[int, bytes] = {}
-    # A slot for the new PT_LOAD, so that the table stays where strip and objcopy expect it: a PT_NULL
-    # entry; or room after the table (free bytes, or made by moving the notes and .interp that follow it
-    # into the new segment); or, in a shared library (no PT_INTERP), the PT_PHDR entry (optional there:
-    # ld.so finds the table through the PT_LOAD that holds it). Failing all, the table moves to the start
-    # of the new segment (ld.so copes; BFD's strip/objcopy may not).
+
+
+def _overlaps_table(lay: _Layout, p: _Phdr) -> bool:
+    table_start, table_stop = lay.phoff, lay.phoff + lay.phnum * lay.phdr.size
+    return bool(p.filesz) and p.offset < table_stop and p.offset + p.filesz > table_start
+
+
+def _malformed(lay: _Layout, p: _Phdr) -> bool:
+    if p.filesz > p.memsz or p.align & (p.align - 1):
+        return True
+    if p.type != PT_LOAD:
+        return False
+    return p.vaddr + p.memsz > 1 << (64 if lay.is64 else 32) or p.offset + p.filesz > len(lay.data)
+
+
+@dataclass(frozen=True, slots=True)
+class _TableSlot:
+    """Where the new PT_LOAD's program header goes: in an entry it replaces (``reuse``: PT_NULL or
+    PT_PHDR), in room after the table (``grow``), or, with neither, the table moves (``move``)."""
+
+    reuse: int | None = None
+    # (start, end) of the bytes after the table that move into the new segment to make room for one
+    # more entry; start == end when the room is free already
+    grow: tuple[int, int] | None = None
+
+    @property
+    def move(self) -> bool:
+        return self.reuse is None and self.grow is None
+
+    @property
+    def block(self) -> tuple[int, int] | None:
+        """The bytes that move to make room (None when none do)."""
+        return self.grow if self.grow is not None and self.grow[1] > self.grow[0] else None
+
+    def in_block(self, offset: int, length: int) -> bool:
+        block = self.block
+        return block is not None and block[0] <= offset and offset + length <= block[1]
+
+
+def _table_slot(lay: _Layout) -> _TableSlot:
+    """Program header table growth, in order: a PT_NULL entry is reused; or the table grows into room after
+    it (free bytes, or made by moving the notes and .interp that follow it into the new segment); or, in a
+    shared library (no PT_INTERP), the PT_PHDR entry becomes the new PT_LOAD (optional there: ld.so finds
+    the table through the PT_LOAD that holds it). All three keep the table where strip and objcopy expect
+    it. Failing them, the table moves to the start of the new segment (ld.so copes; BFD's strip/objcopy
+    may not)."""
+    if any(p.type == PT_NULL for p in lay.phdrs):
+        return _TableSlot(reuse=PT_NULL)
+    grow = _room_after_table(lay)
+    if grow is not None:
+        return _TableSlot(grow=grow)
     has_interp = any(p.type == PT_INTERP for p in lay.phdrs)
-    reuse: int | None = PT_NULL if any(p.type == PT_NULL for p in lay.phdrs) else None
-    grow = None if reuse is not None else _room_after_table(lay)
-    if reuse is None and grow is None and not has_interp and any(p.type == PT_PHDR for p in lay.phdrs):
-        reuse = PT_PHDR
-    move_table = reuse is None and grow is None
-    new_phnum = lay.phnum if reuse is not None else lay.phnum + 1
-    seg = _Segment()
-    table_rel, table_index = seg.put(b"\0" * (new_phnum * lay.phdr.size), 8) if move_table else (0, -1)
-    table_bytes = seg.length
+    if not has_interp and any(p.type == PT_PHDR for p in lay.phdrs):
+        return _TableSlot(reuse=PT_PHDR)
+    return _TableSlot()
+
+
+@dataclass(slots=True)
+class _DynamicTable:
+    """PT_DYNAMIC (None when not read: a file without one that needs no search path), and its edit."""
+
+    seg: _Phdr | None = None
+    entries: list[tuple[int, int]] = field(default_factory=list)  # before the first DT_NULL
+    capacity: int = 0  # entries PT_DYNAMIC has room for
+    tags: dict[int, int] = field(default_factory=dict)  # of ``entries``; the last value of a repeated tag
+    new_entries: list[tuple[int, int]] = field(default_factory=list)
+    new_strsz: int = 0
+    strtab_rel: int | None = None  # of the string table's copy in the new segment
+    changed: bool = False
+    slots: int = 0  # entries the table is written with
+    rel: int | None = None  # of the table in the new segment, when it moves there
+    index: int = -1  # of its piece in the new segment
+
+    @classmethod
+    def read(cls, lay: _Layout) -> _DynamicTable:
+        seg, entries, capacity = _dynamic(lay)
+        tags = dict(entries)
+        return cls(seg, entries, capacity, tags, list(entries), tags.get(DT_STRSZ, 0))
+
+
+@dataclass(slots=True)
+class _Interpreter:
+    """PT_INTERP (None when there is none) and its edit."""
+
+    seg: _Phdr | None
+    new: bytes = b""  # the new path, without its NUL
+    rel: int | None = None  # of the new path in the new segment, when it goes there
+
+
+@dataclass(frozen=True, slots=True)
+class _Placement:
+    """Where the new segment is, and how far the bytes moved to make room for the table moved."""
+
+    offset: int
+    vaddr: int
+    align: int
+    block_shift: int = 0
+    vaddr_shift: int = 0
+
+    def position(self, rel: int) -> tuple[int, int]:
+        """(file offset, address) of ``rel`` bytes into the new segment."""
+        return self.offset + rel, self.vaddr + rel
+
+
+class _Planner:
+    """One plan in the making: the overwrites of the source so far, and the new segment's content (which
+    becomes a PT_LOAD only when something is put in it). Each method is one rule of the module docstring;
+    _plan_patch runs them in order."""
+
+    def __init__(self, lay: _Layout) -> None:
+        self.lay = lay
+        self.size = len(lay.data)
+        self.overrides: dict[int, bytes] = {}
+        self.seg = _Segment()
+        self.slot = _table_slot(lay)
+        self.new_phnum = lay.phnum if self.slot.reuse is not None else lay.phnum + 1
+        self.table_rel, self.table_index = 0, -1
+        if self.slot.move:  # the table goes first in the new segment
+            self.table_rel, self.table_index = self.seg.put(b"\0" * (self.new_phnum * lay.phdr.size), 8)
+        self.table_bytes = self.seg.length
+        self.dyn = _DynamicTable()
+        self.interp = _Interpreter(next((p for p in lay.phdrs if p.type == PT_INTERP), None))
+
+    def read_dynamic(self) -> None:
+        self.dyn = _DynamicTable.read(self.lay)
 
     # --- search path
-    dyn_seg: _Phdr | None = None
-    entries: list[tuple[int, int]] = []
-    capacity = 0
-    if path is not None or info.is_dynamic:
-        dyn_seg, entries, capacity = _dynamic(lay)
-    old_tags = dict(entries)
-    new_entries = list(entries)
-    strtab_rel: int | None = None
-    new_strsz = old_tags.get(DT_STRSZ, 0)
-    if path is not None:
-        kind, value = path
+
+    def set_search_path(self, kind: str, value: str) -> None:
+        """DT_RUNPATH (``kind`` "RUNPATH") or DT_RPATH set to ``value``, the other one removed. The string
+        overwrites the old one in place when it may, else goes after a copy of the string table."""
+        dyn = self.dyn
         want_tag, other_tag = (DT_RUNPATH, DT_RPATH) if kind == "RUNPATH" else (DT_RPATH, DT_RUNPATH)
-        strtab_vaddr, strsz = old_tags.get(DT_STRTAB), old_tags.get(DT_STRSZ)
-        if strtab_vaddr is None or strsz is None:
-            raise ElfEditError("the dynamic section has no DT_STRTAB/DT_STRSZ")
-        strtab_off = lay.vaddr_to_offset(strtab_vaddr)
-        if strtab_off + strsz > size:
-            raise ElfEditError(f"DT_STRSZ ({strsz:#x} at {strtab_off:#x}) runs past the end of the file")
+        strtab_off, strsz = self._string_table()
         encoded = value.encode("utf-8")
         if b"\0" in encoded:
             raise ElfEditError("a search path cannot contain NUL")
-        current = old_tags.get(want_tag)
-        str_index: int | None = None
-        if current is not None:
-            old_len = lay.cstring_len(strtab_off + current)
-            old_value = bytes(data[strtab_off + current : strtab_off + current + old_len])
-            if old_value == encoded:
-                str_index = current
-            elif len(encoded) <= old_len:
-                others = [e for e in entries if e != (want_tag, current)]
-                clash = any(r < 0 or current <= r <= current + old_len for r in _string_refs(lay, others))
-                if not clash:
-                    overrides[strtab_off + current] = encoded + b"\0" * (old_len + 1 - len(encoded))
-                    str_index = current
+        str_index = self._string_in_place(want_tag, encoded, strtab_off)
         if str_index is None:  # a copy of the whole table, the new string after it
-            strtab_rel, _i = seg.put((strtab_off, strsz))
-            seg.put(encoded + b"\0")
+            dyn.strtab_rel, _i = self.seg.put((strtab_off, strsz))
+            self.seg.put(encoded + b"\0")
             str_index = strsz
-            new_strsz = strsz + len(encoded) + 1
-        rebuilt: list[tuple[int, int]] = []
-        placed = False
-        for tag, val in new_entries:
-            if tag == other_tag:
-                continue
-            if tag == want_tag:
-                if not placed:
-                    rebuilt.append((tag, str_index))
-                    placed = True
-                continue
-            rebuilt.append((tag, new_strsz if tag == DT_STRSZ else val))
-        if not placed:  # after the last DT_NEEDED, as linkers write it
-            at = max((i + 1 for i, (t, _v) in enumerate(rebuilt) if t == DT_NEEDED), default=0)
-            rebuilt.insert(at, (want_tag, str_index))
-        new_entries = rebuilt
+            dyn.new_strsz = strsz + len(encoded) + 1
+        dyn.new_entries = _with_search_path(dyn.new_entries, want_tag, other_tag, str_index, dyn.new_strsz)
 
-    # --- interpreter
-    interp_rel: int | None = None
-    new_interp = b""
-    interp_seg = next((p for p in lay.phdrs if p.type == PT_INTERP), None)
-    if interpreter is not None:
-        if interp_seg is None:
+    def _string_table(self) -> tuple[int, int]:
+        """(file offset, size) of the dynamic string table."""
+        strtab_vaddr, strsz = self.dyn.tags.get(DT_STRTAB), self.dyn.tags.get(DT_STRSZ)
+        if strtab_vaddr is None or strsz is None:
+            raise ElfEditError("the dynamic section has no DT_STRTAB/DT_STRSZ")
+        strtab_off = self.lay.vaddr_to_offset(strtab_vaddr)
+        if strtab_off + strsz > self.size:
+            raise ElfEditError(f"DT_STRSZ ({strsz:#x} at {strtab_off:#x}) runs past the end of the file")
+        return strtab_off, strsz
+
+    def _string_in_place(self, tag: int, encoded: bytes, strtab_off: int) -> int | None:
+        """The string-table index ``tag`` can name ``encoded`` at without a new table: its current string's,
+        when that is ``encoded`` already, or when ``encoded`` fits over it and nothing else in the file
+        points into it (the overwrite is planned). None otherwise."""
+        current = self.dyn.tags.get(tag)
+        if current is None:
+            return None
+        old_len = self.lay.cstring_len(strtab_off + current)
+        old_value = bytes(self.lay.data[strtab_off + current : strtab_off + current + old_len])
+        if old_value == encoded:
+            return current
+        if len(encoded) > old_len:
+            return None
+        others = [e for e in self.dyn.entries if e != (tag, current)]
+        if any(r < 0 or current <= r <= current + old_len for r in _string_refs(self.lay, others)):
+            return None
+        self.overrides[strtab_off + current] = encoded + b"\0" * (old_len + 1 - len(encoded))
+        return current
+
+    # --- PT_INTERP placement
+
+    def set_interpreter(self, interpreter: str, old: str | None) -> None:
+        """An interpreter that fits in the old PT_INTERP bytes is written there (NUL-padded over the old
+        string only); a longer one goes into the new segment."""
+        seg = self.interp.seg
+        if seg is None:
             raise ElfEditError("no PT_INTERP to change (a shared library has no interpreter)")
-        new_interp = interpreter.encode("utf-8")
-        if b"\0" in new_interp or not new_interp:
+        new = interpreter.encode("utf-8")
+        if b"\0" in new or not new:
             raise ElfEditError("an interpreter path must be non-empty and cannot contain NUL")
-        old_interp = (info.interpreter or "").encode("utf-8")
-        if new_interp != old_interp:
-            if len(new_interp) + 1 <= interp_seg.filesz:  # in place, over the old string only
-                width = max(len(new_interp), min(len(old_interp), interp_seg.filesz - 1)) + 1
-                overrides[interp_seg.offset] = new_interp + b"\0" * (width - len(new_interp))
-            else:
-                interp_rel, _i = seg.put(new_interp + b"\0")
+        self.interp.new = new
+        old_interp = (old or "").encode("utf-8")
+        if new == old_interp:
+            return
+        if len(new) + 1 <= seg.filesz:
+            width = max(len(new), min(len(old_interp), seg.filesz - 1)) + 1
+            self.overrides[seg.offset] = new + b"\0" * (width - len(new))
+        else:
+            self.interp.rel, _i = self.seg.put(new + b"\0")
 
-    # --- dynamic table: in place when the entries fit, else into the new segment
-    dyn_changed = dyn_seg is not None and new_entries != entries
-    dyn_rel: int | None = None
-    dyn_index = -1
-    dyn_slots = capacity
-    if dyn_changed and len(new_entries) + 1 > capacity:
-        dyn_slots = len(new_entries) + 1 + SPARE_DYNAMIC_SLOTS
-        dyn_rel, dyn_index = seg.put(b"\0" * (dyn_slots * lay.dyn.size), 8)
+    def keep_interpreter_out_of_block(self) -> None:
+        """An interpreter written in place must not stay among the bytes moved away to make room for the
+        table (the table's new entry overwrites them): it goes into the new segment with them."""
+        seg, grow = self.interp.seg, self.slot.grow
+        if (
+            seg is not None
+            and seg.offset in self.overrides
+            and grow is not None
+            and seg.offset < grow[1]
+            and seg.offset + seg.filesz > grow[0]
+        ):
+            del self.overrides[seg.offset]
+            self.interp.rel, _i = self.seg.put(self.interp.new + b"\0")
 
-    if seg.length == table_bytes:  # in-place edits only: no new segment
-        if dyn_changed and dyn_seg is not None:
-            overrides[dyn_seg.offset] = _pack_dynamic(lay, new_entries, capacity)
-        return _finish(size, overrides, ())
+    # --- dynamic table: in place vs moved
 
-    # an interpreter written in place must not stay among the bytes moved away to make room for the
-    # table (the table's new entry overwrites them): it goes into the new segment with them
-    if (
-        interp_seg is not None
-        and interp_seg.offset in overrides
-        and grow is not None
-        and interp_seg.offset < grow[1]
-        and interp_seg.offset + interp_seg.filesz > grow[0]
-    ):
-        del overrides[interp_seg.offset]
-        interp_rel, _i = seg.put(new_interp + b"\0")
+    def place_dynamic_table(self) -> None:
+        """The dynamic table is rewritten in place when its entries and a DT_NULL fit; otherwise it moves
+        into the new segment, with SPARE_DYNAMIC_SLOTS more DT_NULL entries for later edits."""
+        dyn = self.dyn
+        dyn.changed = dyn.seg is not None and dyn.new_entries != dyn.entries
+        dyn.slots = dyn.capacity
+        if dyn.changed and len(dyn.new_entries) + 1 > dyn.capacity:
+            dyn.slots = len(dyn.new_entries) + 1 + SPARE_DYNAMIC_SLOTS
+            dyn.rel, dyn.index = self.seg.put(b"\0" * (dyn.slots * self.lay.dyn.size), 8)
 
-    # --- place the new segment
-    block_rel = 0
-    if grow is not None and grow[1] > grow[0]:
-        block_rel = seg.put_at_residue((grow[0], grow[1] - grow[0]), grow[0] % 16, 16)
-    loads = lay.loads()
-    if not loads:
-        raise ElfEditError("no PT_LOAD segment")
-    align = max([MIN_PAGE, *(p.align for p in loads)])
-    max_end = max(p.vaddr + p.memsz for p in loads)
-    seg_offset = _align(size, 16)
-    if interp_seg is not None and move_table:
-        # the table moves: keep the first segment's vaddr - offset, so that kernels before 5.18
-        # (AT_PHDR = load address + e_phoff) point at it; this pads the file up to the memory image
-        delta = loads[0].vaddr - loads[0].offset
-        seg_offset = max(seg_offset, _align(max_end, align) - delta)
-        if seg_offset - size > MAX_PADDING:
+    def needs_segment(self) -> bool:
+        """Whether anything but the moved table's placeholder went into the new segment."""
+        return self.seg.length != self.table_bytes
+
+    def point_strtab_at_copy(self, place: _Placement) -> None:
+        if self.dyn.strtab_rel is not None:
+            vaddr = place.vaddr + self.dyn.strtab_rel
+            self.dyn.new_entries = [(t, vaddr if t == DT_STRTAB else v) for t, v in self.dyn.new_entries]
+
+    def write_dynamic_table(self) -> None:
+        dyn = self.dyn
+        if not dyn.changed or dyn.seg is None:
+            return
+        packed = _pack_dynamic(self.lay, dyn.new_entries, dyn.slots)
+        if dyn.rel is None:
+            self.overrides[dyn.seg.offset] = packed
+        else:
+            self.seg.pieces[dyn.index] = packed
+
+    # --- the new segment and the program header table
+
+    def place_segment(self) -> _Placement:
+        """The moved block (if any) goes last into the new segment, at its old offset modulo 16. The segment
+        starts on a page above every segment's memory, with p_offset % p_align == p_vaddr % p_align and
+        p_align the largest alignment of the PT_LOADs (at least MIN_PAGE)."""
+        lay, block = self.lay, self.slot.block
+        block_rel = 0
+        if block is not None:
+            block_rel = self.seg.put_at_residue((block[0], block[1] - block[0]), block[0] % 16, 16)
+        loads = lay.loads()
+        if not loads:
+            raise ElfEditError("no PT_LOAD segment")
+        align = max([MIN_PAGE, *(p.align for p in loads)])
+        max_end = max(p.vaddr + p.memsz for p in loads)
+        if self.interp.seg is not None and self.slot.move:
+            offset, vaddr = self._keep_at_phdr(loads[0], align, max_end)
+        else:
+            offset = _align(self.size, 16)
+            vaddr = _align(max_end, align) + offset % align
+        if block is None:
+            return _Placement(offset, vaddr, align)
+        block_shift = offset + block_rel - block[0]
+        vaddr_shift = vaddr + block_rel - _offset_to_vaddr(lay, block[0])
+        return _Placement(offset, vaddr, align, block_shift, vaddr_shift)
+
+    def _keep_at_phdr(self, first: _Phdr, align: int, max_end: int) -> tuple[int, int]:
+        """(offset, address) of the new segment of an executable whose table moves there: the first
+        segment's vaddr - offset is kept, so that kernels before 5.18 (AT_PHDR = load address + e_phoff)
+        point at the table. This pads the file up to its memory image, at most MAX_PADDING bytes."""
+        delta = first.vaddr - first.offset
+        offset = max(_align(self.size, 16), _align(max_end, align) - delta)
+        if offset - self.size > MAX_PADDING:
             raise ElfEditError(
                 f"no room for another program header, and moving the table would pad the file by "
-                f"{seg_offset - size} bytes (its memory image); not done"
+                f"{offset - self.size} bytes (its memory image); not done"
             )
-        seg_vaddr = seg_offset + delta
-        if seg_vaddr % align != seg_offset % align:
+        vaddr = offset + delta
+        if vaddr % align != offset % align:
             raise ElfEditError("the first PT_LOAD is not page-aligned; cannot place a new segment")
-    else:
-        seg_vaddr = _align(max_end, align) + seg_offset % align
-    flags = PF_R | (PF_W if dyn_rel is not None else 0)
-    new_load = _Phdr(PT_LOAD, flags, seg_offset, seg_vaddr, seg_vaddr, seg.length, seg.length, align)
+        return offset, vaddr
 
-    def to_segment(rel: int) -> tuple[int, int]:
-        return seg_offset + rel, seg_vaddr + rel
+    def rewrite_program_headers(self, place: _Placement) -> None:
+        """The table with the new PT_LOAD after the last PT_LOAD (ld.so wants them in address order), the
+        entries of moved content following it, and e_phoff/e_phnum in the ELF header."""
+        lay = self.lay
+        phdrs = [self._moved_phdr(p, place) for p in lay.phdrs]
+        if self.slot.reuse is not None:
+            phdrs.remove(next(p for p in phdrs if p.type == self.slot.reuse))
+        flags = PF_R | (PF_W if self.dyn.rel is not None else 0)  # ld.so adjusts .dynamic in memory
+        length = self.seg.length
+        new_load = _Phdr(PT_LOAD, flags, place.offset, place.vaddr, place.vaddr, length, length, place.align)
+        last_load = max(i for i, p in enumerate(phdrs) if p.type == PT_LOAD)
+        phdrs.insert(last_load + 1, new_load)
+        table = b"".join(lay.pack_phdr(p) for p in phdrs)
+        if self.slot.move:
+            self.seg.pieces[self.table_index] = table
+        else:  # in place, the entries after it (a PT_NULL or PT_PHDR left over, or moved bytes) cleared
+            old_end = lay.phoff + lay.phnum * lay.phdr.size
+            grow = self.slot.grow
+            cleared = max(0, (grow[1] if grow is not None else old_end) - lay.phoff - len(table))
+            self.overrides[lay.phoff] = table + b"\0" * cleared
+        if self.new_phnum != lay.phnum or self.slot.move:
+            h = list(lay.ehdr.unpack_from(lay.data, EI_NIDENT))
+            h[4] = place.offset + self.table_rel if self.slot.move else lay.phoff  # e_phoff
+            h[9] = self.new_phnum  # e_phnum
+            self.overrides[EI_NIDENT] = lay.ehdr.pack(*h)
 
-    block_shift = vaddr_shift = 0
-    if grow is not None and grow[1] > grow[0]:
-        block_shift = seg_offset + block_rel - grow[0]
-        vaddr_shift = seg_vaddr + block_rel - _offset_to_vaddr(lay, grow[0])
-
-    def in_block(offset: int, length: int) -> bool:
-        return grow is not None and grow[0] <= offset and offset + length <= grow[1] and grow[1] > grow[0]
-
-    phdrs: list[_Phdr] = []
-    for p in lay.phdrs:
-        q = _Phdr(p.type, p.flags, p.offset, p.vaddr, p.paddr, p.filesz, p.memsz, p.align)
-        if block_shift and q.type != PT_LOAD and in_block(q.offset, q.filesz):
-            q.offset += block_shift
-            q.vaddr += vaddr_shift
-            q.paddr += vaddr_shift
-        if q.type == PT_PHDR and reuse != PT_PHDR:
-            if move_table:
-                q.offset, q.vaddr = to_segment(table_rel)
+    def _moved_phdr(self, p: _Phdr, place: _Placement) -> _Phdr:
+        """A copy of ``p`` that follows its content: out of the moved block, or into the new segment."""
+        q = replace(p)
+        if place.block_shift and q.type != PT_LOAD and self.slot.in_block(q.offset, q.filesz):
+            q.offset += place.block_shift
+            q.vaddr += place.vaddr_shift
+            q.paddr += place.vaddr_shift
+        if q.type == PT_PHDR and self.slot.reuse != PT_PHDR:
+            if self.slot.move:
+                q.offset, q.vaddr = place.position(self.table_rel)
                 q.paddr = q.vaddr
-            q.filesz = q.memsz = new_phnum * lay.phdr.size
-        elif q.type == PT_INTERP and interp_rel is not None:
-            q.offset, q.vaddr = to_segment(interp_rel)
+            q.filesz = q.memsz = self.new_phnum * self.lay.phdr.size
+        elif q.type == PT_INTERP and self.interp.rel is not None:
+            q.offset, q.vaddr = place.position(self.interp.rel)
             q.paddr = q.vaddr
-            q.filesz = q.memsz = len(new_interp) + 1
-        elif q.type == PT_DYNAMIC and dyn_rel is not None:
-            q.offset, q.vaddr = to_segment(dyn_rel)
+            q.filesz = q.memsz = len(self.interp.new) + 1
+        elif q.type == PT_DYNAMIC and self.dyn.rel is not None:
+            q.offset, q.vaddr = place.position(self.dyn.rel)
             q.paddr = q.vaddr
-            q.filesz = q.memsz = dyn_slots * lay.dyn.size
-        phdrs.append(q)
-    if reuse is not None:
-        phdrs.remove(next(p for p in phdrs if p.type == reuse))
-    last_load = max(i for i, p in enumerate(phdrs) if p.type == PT_LOAD)
-    phdrs.insert(last_load + 1, new_load)
-    table = b"".join(lay.pack_phdr(p) for p in phdrs)
-    if move_table:
-        seg.pieces[table_index] = table
-    else:
-        old_end = lay.phoff + lay.phnum * lay.phdr.size
-        cleared = max(0, (grow[1] if grow is not None else old_end) - lay.phoff - len(table))
-        overrides[lay.phoff] = table + b"\0" * cleared
-    if new_phnum != lay.phnum or move_table:
-        h = list(lay.ehdr.unpack_from(data, 16))
-        h[4] = seg_offset + table_rel if move_table else lay.phoff
-        h[9] = new_phnum
-        overrides[16] = lay.ehdr.pack(*h)
+            q.filesz = q.memsz = self.dyn.slots * self.lay.dyn.size
+        return q
 
-    if strtab_rel is not None:
-        new_entries = [(t, seg_vaddr + strtab_rel if t == DT_STRTAB else v) for t, v in new_entries]
-    if dyn_changed and dyn_seg is not None:
-        packed = _pack_dynamic(lay, new_entries, dyn_slots)
-        if dyn_rel is None:
-            overrides[dyn_seg.offset] = packed
-        else:
-            seg.pieces[dyn_index] = packed
+    # --- section header follow-up
 
-    # --- section headers follow their content
-    for i, s in enumerate(lay.sections):
+    def follow_section_headers(self, place: _Placement) -> None:
+        """Section headers follow their content: ``.dynstr``, ``.dynamic`` and ``.interp`` into the new
+        segment, the sections in the moved block (but SHT_NOBITS) by its shift."""
+        lay = self.lay
+        for i, s in enumerate(lay.sections):
+            fields = list(s)
+            moved = self._moved_section(s)
+            if moved is not None:
+                fields[3], fields[4], fields[5] = place.vaddr + moved[0], place.offset + moved[0], moved[1]
+            elif place.block_shift and s[1] != SHT_NOBITS and self.slot.in_block(s[4], s[5]):
+                fields[3], fields[4] = s[3] + place.vaddr_shift if s[3] else 0, s[4] + place.block_shift
+            else:
+                continue
+            self.overrides[lay.shoff + i * lay.shdr.size] = lay.shdr.pack(*fields)
+
+    def _moved_section(self, s: tuple[int, ...]) -> tuple[int, int] | None:
+        """(offset in the new segment, size) of a section whose content moved there, else None."""
         sh_type, sh_addr, sh_off, sh_size = s[1], s[3], s[4], s[5]
-        moved: tuple[int, int] | None = None
-        if strtab_rel is not None and sh_type == SHT_STRTAB and sh_addr and sh_addr == old_tags[DT_STRTAB]:
-            moved = (strtab_rel, new_strsz)
-        elif dyn_rel is not None and sh_type == SHT_DYNAMIC:
-            moved = (dyn_rel, dyn_slots * lay.dyn.size)
-        elif (
-            interp_rel is not None
-            and interp_seg is not None
+        dyn, interp = self.dyn, self.interp
+        if (
+            dyn.strtab_rel is not None
+            and sh_type == SHT_STRTAB
+            and sh_addr
+            and sh_addr == dyn.tags[DT_STRTAB]
+        ):
+            return dyn.strtab_rel, dyn.new_strsz
+        if dyn.rel is not None and sh_type == SHT_DYNAMIC:
+            return dyn.rel, dyn.slots * self.lay.dyn.size
+        if (
+            interp.rel is not None
+            and interp.seg is not None
             and sh_type == SHT_PROGBITS  # .interp, not a note that happens to start at the same offset
-            and sh_off == interp_seg.offset
+            and sh_off == interp.seg.offset
             and sh_size
         ):
-            moved = (interp_rel, len(new_interp) + 1)
-        if moved is None and block_shift and sh_type != 8 and in_block(sh_off, sh_size):  # 8: SHT_NOBITS
-            fields = list(s)
-            fields[3], fields[4] = sh_addr + vaddr_shift if sh_addr else 0, sh_off + block_shift
-            overrides[lay.shoff + i * lay.shdr.size] = lay.shdr.pack(*fields)
-        if moved is not None:
-            fields = list(s)
-            fields[3], fields[4], fields[5] = seg_vaddr + moved[0], seg_offset + moved[0], moved[1]
-            overrides[lay.shoff + i * lay.shdr.size] = lay.shdr.pack(*fields)
+            return interp.rel, len(interp.new) + 1
+        return None
 
-    tail: list[Piece] = [b"\0" * (seg_offset - size)] if seg_offset > size else []
-    tail.extend(seg.pieces)
-    return _finish(size, overrides, tuple(tail))
+    def finish(self, place: _Placement | None) -> ElfPatch:
+        """The patch: the overrides, and (when placed) padding up to the new segment and its content."""
+        tail: list[Piece] = []
+        if place is not None:
+            tail = [b"\0" * (place.offset - self.size)] if place.offset > self.size else []
+            tail.extend(self.seg.pieces)
+        return _finish(self.size, self.overrides, tuple(tail))
 
 
-_MOVABLE_SEGMENTS = (PT_INTERP, 4, 0x6474E553)  # PT_INTERP, PT_NOTE, PT_GNU_PROPERTY
-SHT_NOTE, SHT_PROGBITS, SHT_NOBITS = 7, 1, 8
+def _with_search_path(
+    entries: list[tuple[int, int]], want_tag: int, other_tag: int, str_index: int, strsz: int
+) -> list[tuple[int, int]]:
+    """``entries`` with one ``want_tag`` entry naming ``str_index`` (where the first one was, else after the
+    last DT_NEEDED, as linkers write it), no ``other_tag`` entry, and every DT_STRSZ set to ``strsz``."""
+    rebuilt: list[tuple[int, int]] = []
+    placed = False
+    for tag, val in entries:
+        if tag == other_tag:
+            continue
+        if tag == want_tag:
+            if not placed:
+                rebuilt.append((tag, str_index))
+                placed = True
+            continue
+        rebuilt.append((tag, strsz if tag == DT_STRSZ else val))
+    if not placed:
+        at = max((i + 1 for i, (t, _v) in enumerate(rebuilt) if t == DT_NEEDED), default=0)
+        rebuilt.insert(at, (want_tag, str_index))
+    return rebuilt
 
 
 def _offset_to_vaddr(lay: _Layout, offset: int) -> int:

@@ -11,15 +11,50 @@ readers like pyelftools spend their time (see the README's design notes for the 
 from __future__ import annotations
 
 import json
-import mmap
 import re
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from wheelfix.binfmt import BinaryFormatError
-
-Buffer = bytes | bytearray | mmap.mmap
+from wheelfix.binfmt import BinaryFormatError, Buffer
+from wheelfix.binfmt.elf.consts import (
+    DT_NEEDED,
+    DT_NULL,
+    DT_RPATH,
+    DT_RUNPATH,
+    DT_SONAME,
+    DT_STRSZ,
+    DT_STRTAB,
+    DT_VERNEED,
+    DT_VERNEEDNUM,
+    DYN32,
+    DYN64,
+    EHDR32,
+    EHDR64,
+    EI_NIDENT,
+    ELF_MAGIC,
+    ELFCLASS32,
+    ELFCLASS64,
+    ELFDATA2LSB,
+    ELFDATA2MSB,
+    ET_DYN,
+    ET_EXEC,
+    NT_FDO_DLOPEN_METADATA,
+    PHDR32,
+    PHDR64,
+    PT_DYNAMIC,
+    PT_INTERP,
+    PT_LOAD,
+    PT_NOTE,
+    SHDR32,
+    SHDR64,
+    SHF_ALLOC,
+    SHF_EXECINSTR,
+    SHT_NOTE,
+    SHT_PROGBITS,
+    VERNAUX,
+    VERNEED,
+)
 
 __all__ = ["DlopenNote", "ElfInfo", "VersionNeed", "machine_name", "max_versions", "parse_elf"]
 
@@ -38,13 +73,6 @@ MACHINES = {
 }
 OSABIS = {0: "SYSV", 3: "GNU/Linux", 6: "Solaris", 9: "FreeBSD", 12: "OpenBSD", 97: "ARM", 255: "standalone"}
 E_TYPES = {0: "ET_NONE", 1: "ET_REL", 2: "ET_EXEC", 3: "ET_DYN", 4: "ET_CORE"}
-
-PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_NOTE = 1, 2, 3, 4
-SHT_PROGBITS, SHT_NOTE = 1, 7
-SHF_ALLOC, SHF_EXECINSTR = 0x2, 0x4
-DT_NULL, DT_NEEDED, DT_STRTAB, DT_STRSZ, DT_SONAME, DT_RPATH, DT_RUNPATH = 0, 1, 5, 10, 14, 15, 29
-DT_VERNEED, DT_VERNEEDNUM = 0x6FFFFFFE, 0x6FFFFFFF
-NT_FDO_DLOPEN_METADATA = 0x407C0C0A
 
 MAX_DLOPEN_CANDIDATES = 256
 _DLOPEN_RE = re.compile(
@@ -122,6 +150,12 @@ class _Reader:
             )
         return s.unpack_from(self.data, offset)
 
+    def region(self, off: int, size: int, what: str) -> tuple[int, int]:
+        """(start, end) of ``size`` bytes at ``off``, which must lie inside the file."""
+        if off > self.size or off + size > self.size:
+            raise BinaryFormatError(f"{what} ({size} bytes at {off:#x}) runs past the end of the file")
+        return off, off + size
+
     def cstring(self, offset: int, end: int, what: str) -> str:
         if offset < 0 or offset >= end:
             raise BinaryFormatError(f"{what}: string offset {offset:#x} outside its table")
@@ -136,189 +170,254 @@ class _Reader:
 
 
 def parse_elf(data: Buffer, *, scan_strings: bool = True) -> ElfInfo:
-    """Parse what dynamic linking needs from an ELF image. Raises BinaryFormatError on malformed input."""
-    if len(data) < 16 or bytes(data[:4]) != b"\x7fELF":
-        raise BinaryFormatError("not an ELF file (truncated identification)")
-    ei_class, ei_data, ei_version, ei_osabi = data[4], data[5], data[6], data[7]
-    if ei_class not in (1, 2):
-        raise BinaryFormatError(f"bad ELF class {ei_class}")
-    if ei_data not in (1, 2):
-        raise BinaryFormatError(f"bad ELF data encoding {ei_data}")
-    if ei_version != 1:
-        raise BinaryFormatError(f"bad ELF version {ei_version}")
-    is64 = ei_class == 2
-    r = _Reader(data, ei_data == 1, is64)
-    hdr = r.unpack("HHIQQQIHHHHHH" if is64 else "HHIIIIIHHHHHH", 16, "ELF header")
-    e_type, e_machine, _ver, _entry, e_phoff, e_shoff, _flags, _ehsize = hdr[:8]
-    e_phentsize, e_phnum, e_shentsize, e_shnum, _shstrndx = hdr[8:]
+    """Parse what dynamic linking needs from an ELF image. Raises BinaryFormatError on malformed input.
 
-    # -- section headers (optional; extended numbering lives in section 0)
-    shdr_fmt = "IIQQQQIIQQ" if is64 else "IIIIIIIIII"
-    shdr_size = struct.calcsize("<" + shdr_fmt)
-    sections: list[tuple[int, ...]] = []
-    if e_shoff:
-        if e_shentsize != shdr_size:
-            raise BinaryFormatError(f"bad section header size {e_shentsize}")
-        sh0 = r.unpack(shdr_fmt, e_shoff, "section header 0")
-        if e_shnum == 0:
-            e_shnum = sh0[5]
-        if e_phnum == 0xFFFF:
-            e_phnum = sh0[7]
-        if e_shoff + e_shnum * shdr_size > r.size:
-            raise BinaryFormatError(
-                f"section header table ({e_shnum} entries at {e_shoff:#x}) runs past the end of the file"
-            )
-        sections = [
-            r.unpack(shdr_fmt, e_shoff + i * shdr_size, f"section header {i}") for i in range(e_shnum)
-        ]
-
-    # -- program headers
-    phdr_fmt = "IIQQQQQQ" if is64 else "IIIIIIII"
-    phdr_size = struct.calcsize("<" + phdr_fmt)
-    segments: list[tuple[int, int, int, int, int, int]] = []  # type, flags, offset, vaddr, filesz, align
-    if e_phnum:
-        if e_phentsize != phdr_size:
-            raise BinaryFormatError(f"bad program header size {e_phentsize}")
-        if e_phoff + e_phnum * phdr_size > r.size:
-            raise BinaryFormatError(
-                f"program header table ({e_phnum} entries at {e_phoff:#x}) runs past the end of the file"
-            )
-        for i in range(e_phnum):
-            p = r.unpack(phdr_fmt, e_phoff + i * phdr_size, f"program header {i}")
-            if is64:
-                p_type, p_flags, p_offset, p_vaddr, _pa, p_filesz, _memsz, p_align = p
-            else:
-                p_type, p_offset, p_vaddr, _pa, p_filesz, _memsz, p_flags, p_align = p
-            segments.append((p_type, p_flags, p_offset, p_vaddr, p_filesz, p_align))
+    The phases run in file-structure order, each checking the bounds of what it reads: identification,
+    ELF header, section headers, program headers, PT_INTERP, the dynamic table and the strings it names,
+    notes, and (``scan_strings``) the dlopen candidates in read-only data.
+    """
+    is64, little, osabi = _identification(data)
+    r = _Reader(data, little, is64)
+    e_type, e_machine, e_phoff, e_shoff, e_phentsize, e_phnum, e_shentsize, e_shnum = _header(r)
+    sections, phnum = _section_headers(r, e_shoff, e_shentsize, e_shnum, e_phnum)
+    segments = _program_headers(r, e_phoff, e_phentsize, phnum)
     loads = [s for s in segments if s[0] == PT_LOAD]
-
-    def vaddr_to_offset(vaddr: int, what: str) -> int:
-        for _t, _f, off, va, filesz, _a in loads:
-            if va <= vaddr < va + filesz:
-                return off + (vaddr - va)
-        raise BinaryFormatError(f"{what} address {vaddr:#x} is not in any loaded segment")
-
-    def region(off: int, size: int, what: str) -> tuple[int, int]:
-        if off > r.size or off + size > r.size:
-            raise BinaryFormatError(f"{what} ({size} bytes at {off:#x}) runs past the end of the file")
-        return off, off + size
-
-    # -- PT_INTERP
-    interpreter: str | None = None
-    for p_type, _f, off, _va, filesz, _a in segments:
-        if p_type == PT_INTERP:  # the first one, as the kernel reads it
-            start, end = region(off, filesz, "PT_INTERP")
-            interpreter = r.cstring(start, end, "PT_INTERP")
-            break
-
-    # -- dynamic segment
+    interpreter = _interpreter(r, segments)
     dyn = [s for s in segments if s[0] == PT_DYNAMIC]
-    entries: list[tuple[int, int]] = []
-    if dyn:
-        start, end = region(dyn[0][2], dyn[0][4], "PT_DYNAMIC")
-        dfmt, dsize = ("qQ", 16) if is64 else ("iI", 8)
-        for off in range(start, end - dsize + 1, dsize):
-            tag, val = r.unpack(dfmt, off, "dynamic entry")
-            if tag == DT_NULL:
-                break
-            entries.append((tag, val))
-    first: dict[int, int] = {}
-    for tag, val in entries:
-        first.setdefault(tag, val)
-    needed: list[str] = []
-    soname = rpath = runpath = None
-    version_needs: list[VersionNeed] = []
-    if entries and DT_STRTAB in first:
-        str_start = vaddr_to_offset(first[DT_STRTAB], "DT_STRTAB")
-        str_end = min(str_start + first.get(DT_STRSZ, r.size), r.size)
-
-        def dstr(idx: int, what: str) -> str:
-            return r.cstring(str_start + idx, str_end, what)
-
-        for tag, val in entries:
-            if tag == DT_NEEDED:
-                needed.append(dstr(val, "DT_NEEDED"))
-            elif tag == DT_SONAME and soname is None:
-                soname = dstr(val, "DT_SONAME")
-            elif tag == DT_RPATH and rpath is None:
-                rpath = dstr(val, "DT_RPATH")
-            elif tag == DT_RUNPATH and runpath is None:
-                runpath = dstr(val, "DT_RUNPATH")
-        if DT_VERNEED in first:
-            version_needs = _verneed(
-                r, vaddr_to_offset(first[DT_VERNEED], "DT_VERNEED"), first.get(DT_VERNEEDNUM, 0), dstr
-            )
-    elif any(t in (DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH) for t, _ in entries):
-        raise BinaryFormatError("dynamic section has names but no DT_STRTAB")
-
-    # -- notes: PT_NOTE segments and SHT_NOTE sections (they usually overlap; dedupe by position)
-    note_regions: set[tuple[int, int, int]] = set()
-    for p_type, _f, off, _va, filesz, align in segments:
-        if p_type == PT_NOTE:
-            note_regions.add((*region(off, filesz, "PT_NOTE"), 8 if align == 8 else 4))
-    for i, sh in enumerate(sections):
-        if sh[1] == SHT_NOTE:
-            off, size, align = sh[4], sh[5], sh[8]
-            note_regions.add((*region(off, size, f"note section {i}"), 8 if align == 8 else 4))
-    dlopen_notes: list[DlopenNote] = []
-    seen_notes: set[int] = set()
-    # A note is at least 12 bytes and lies in at most a segment and a section: more reads than this means
-    # regions overlapping on purpose, each of which would be walked in full.
-    note_budget = 2 * (r.size // 12) + 64
-    for start, end, align in sorted(note_regions):
-        for pos, ntype, name_off, namesz, desc_off, descsz in _notes(r, start, end, align):
-            note_budget -= 1
-            if note_budget < 0:
-                raise BinaryFormatError("note regions overlap: more notes than the file can hold")
-            if pos in seen_notes:
-                continue
-            seen_notes.add(pos)
-            if ntype != NT_FDO_DLOPEN_METADATA or namesz > 8:
-                continue
-            if bytes(r.data[name_off : name_off + namesz]).rstrip(b"\x00") == b"FDO":
-                dlopen_notes.extend(_dlopen_note(bytes(r.data[desc_off : desc_off + descsz]), pos))
-
-    # -- dlopen candidates: lib*.so* strings in allocated, non-executable data
+    entries = _dynamic_entries(r, dyn[0]) if dyn else []
+    names = _dynamic_names(r, entries, loads)
+    dlopen_notes = _dlopen_notes(r, _note_regions(r, segments, sections))
     candidates: tuple[str, ...] = ()
-    if scan_strings and e_type in (2, 3):
-        ranges = [
-            (sh[4], min(sh[4] + sh[5], r.size))
-            for sh in sections
-            if sh[1] == SHT_PROGBITS and sh[2] & SHF_ALLOC and not sh[2] & SHF_EXECINSTR and sh[4] < r.size
-        ]
-        if not sections:
-            ranges = [(0, r.size)]
-        exclude = set(needed)
-        if soname:
-            exclude.add(soname)
-        merged: list[tuple[int, int]] = []
-        for lo, hi in sorted(ranges):  # overlapping sections are scanned once
-            if merged and lo < merged[-1][1]:
-                merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
-            else:
-                merged.append((lo, hi))
-        found: dict[str, None] = {}
-        for lo, hi in merged:
-            found.update(dict.fromkeys(_dlopen_strings(data, lo, hi)))
-        found = {s: None for s in found if s not in exclude}
-        candidates = tuple(sorted(found)[:MAX_DLOPEN_CANDIDATES])
-
+    if scan_strings and e_type in (ET_EXEC, ET_DYN):
+        candidates = _dlopen_candidates(r, sections, names)
     return ElfInfo(
         elf_class=64 if is64 else 32,
-        endian="little" if ei_data == 1 else "big",
-        machine=machine_name(e_machine, ei_data == 1),
-        osabi=OSABIS.get(ei_osabi, f"OSABI_{ei_osabi}"),
+        endian="little" if little else "big",
+        machine=machine_name(e_machine, little),
+        osabi=OSABIS.get(osabi, f"OSABI_{osabi}"),
         type=E_TYPES.get(e_type, f"ET_{e_type:#x}"),
         interpreter=interpreter,
-        soname=soname,
-        needed=tuple(needed),
-        rpath=rpath,
-        runpath=runpath,
-        version_needs=tuple(version_needs),
-        dlopen_notes=tuple(dlopen_notes),
+        soname=names.soname,
+        needed=names.needed,
+        rpath=names.rpath,
+        runpath=names.runpath,
+        version_needs=names.version_needs,
+        dlopen_notes=dlopen_notes,
         dlopen_candidates=candidates,
         is_dynamic=bool(dyn),
     )
+
+
+# --- phases of parse_elf, in the order it runs them ----------------------------------------------------
+
+_Segment = tuple[int, int, int, int, int, int]  # p_type, p_flags, p_offset, p_vaddr, p_filesz, p_align
+
+
+@dataclass(slots=True)
+class _DynamicNames:
+    """What the dynamic entries name."""
+
+    needed: tuple[str, ...]
+    soname: str | None
+    rpath: str | None
+    runpath: str | None
+    version_needs: tuple[VersionNeed, ...]
+
+
+def _identification(data: Buffer) -> tuple[bool, bool, int]:
+    """(64-bit, little-endian, EI_OSABI) from ``e_ident``, which must say ELF version 1."""
+    if len(data) < EI_NIDENT or bytes(data[:4]) != ELF_MAGIC:
+        raise BinaryFormatError("not an ELF file (truncated identification)")
+    ei_class, ei_data, ei_version, ei_osabi = data[4], data[5], data[6], data[7]
+    if ei_class not in (ELFCLASS32, ELFCLASS64):
+        raise BinaryFormatError(f"bad ELF class {ei_class}")
+    if ei_data not in (ELFDATA2LSB, ELFDATA2MSB):
+        raise BinaryFormatError(f"bad ELF data encoding {ei_data}")
+    if ei_version != 1:
+        raise BinaryFormatError(f"bad ELF version {ei_version}")
+    return ei_class == ELFCLASS64, ei_data == ELFDATA2LSB, ei_osabi
+
+
+def _header(r: _Reader) -> tuple[int, int, int, int, int, int, int, int]:
+    """e_type, e_machine, e_phoff, e_shoff, e_phentsize, e_phnum, e_shentsize, e_shnum."""
+    h = r.unpack(EHDR64 if r.is64 else EHDR32, EI_NIDENT, "ELF header")
+    # h: e_type, e_machine, e_version, e_entry, e_phoff, e_shoff, e_flags, e_ehsize, e_phentsize, e_phnum,
+    # e_shentsize, e_shnum, e_shstrndx
+    return h[0], h[1], h[4], h[5], h[8], h[9], h[10], h[11]
+
+
+def _section_headers(
+    r: _Reader, shoff: int, shentsize: int, shnum: int, phnum: int
+) -> tuple[list[tuple[int, ...]], int]:
+    """The section headers (none without e_shoff) and the program header count. Section 0 holds the real
+    counts when they do not fit the ELF header (extended numbering)."""
+    if not shoff:
+        return [], phnum
+    shdr_fmt = SHDR64 if r.is64 else SHDR32
+    shdr_size = struct.calcsize("<" + shdr_fmt)
+    if shentsize != shdr_size:
+        raise BinaryFormatError(f"bad section header size {shentsize}")
+    sh0 = r.unpack(shdr_fmt, shoff, "section header 0")
+    if shnum == 0:
+        shnum = sh0[5]
+    if phnum == 0xFFFF:  # PN_XNUM
+        phnum = sh0[7]
+    if shoff + shnum * shdr_size > r.size:
+        raise BinaryFormatError(
+            f"section header table ({shnum} entries at {shoff:#x}) runs past the end of the file"
+        )
+    sections = [r.unpack(shdr_fmt, shoff + i * shdr_size, f"section header {i}") for i in range(shnum)]
+    return sections, phnum
+
+
+def _program_headers(r: _Reader, phoff: int, phentsize: int, phnum: int) -> list[_Segment]:
+    if not phnum:
+        return []
+    phdr_fmt = PHDR64 if r.is64 else PHDR32
+    phdr_size = struct.calcsize("<" + phdr_fmt)
+    if phentsize != phdr_size:
+        raise BinaryFormatError(f"bad program header size {phentsize}")
+    if phoff + phnum * phdr_size > r.size:
+        raise BinaryFormatError(
+            f"program header table ({phnum} entries at {phoff:#x}) runs past the end of the file"
+        )
+    segments: list[_Segment] = []
+    for i in range(phnum):
+        p = r.unpack(phdr_fmt, phoff + i * phdr_size, f"program header {i}")
+        if r.is64:
+            p_type, p_flags, p_offset, p_vaddr, _pa, p_filesz, _memsz, p_align = p
+        else:
+            p_type, p_offset, p_vaddr, _pa, p_filesz, _memsz, p_flags, p_align = p
+        segments.append((p_type, p_flags, p_offset, p_vaddr, p_filesz, p_align))
+    return segments
+
+
+def _interpreter(r: _Reader, segments: list[_Segment]) -> str | None:
+    for p_type, _f, off, _va, filesz, _a in segments:
+        if p_type == PT_INTERP:  # the first one, as the kernel reads it
+            start, end = r.region(off, filesz, "PT_INTERP")
+            return r.cstring(start, end, "PT_INTERP")
+    return None
+
+
+def _dynamic_entries(r: _Reader, dynamic: _Segment) -> list[tuple[int, int]]:
+    """(d_tag, d_val) of the entries of PT_DYNAMIC before the first DT_NULL."""
+    start, end = r.region(dynamic[2], dynamic[4], "PT_DYNAMIC")
+    dfmt, dsize = (DYN64, 16) if r.is64 else (DYN32, 8)
+    entries: list[tuple[int, int]] = []
+    for off in range(start, end - dsize + 1, dsize):
+        tag, val = r.unpack(dfmt, off, "dynamic entry")
+        if tag == DT_NULL:
+            break
+        entries.append((tag, val))
+    return entries
+
+
+def _dynamic_names(r: _Reader, entries: list[tuple[int, int]], loads: list[_Segment]) -> _DynamicNames:
+    """The strings the dynamic entries name (in DT_STRTAB), and the version needs (DT_VERNEED)."""
+    first: dict[int, int] = {}
+    for tag, val in entries:
+        first.setdefault(tag, val)
+    if DT_STRTAB not in first:
+        if any(t in (DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH) for t, _ in entries):
+            raise BinaryFormatError("dynamic section has names but no DT_STRTAB")
+        return _DynamicNames((), None, None, None, ())
+    str_start = _vaddr_to_offset(loads, first[DT_STRTAB], "DT_STRTAB")
+    str_end = min(str_start + first.get(DT_STRSZ, r.size), r.size)
+
+    def dstr(idx: int, what: str) -> str:
+        return r.cstring(str_start + idx, str_end, what)
+
+    needed: list[str] = []
+    soname = rpath = runpath = None
+    for tag, val in entries:  # the first SONAME, RPATH and RUNPATH count, as for ld.so
+        if tag == DT_NEEDED:
+            needed.append(dstr(val, "DT_NEEDED"))
+        elif tag == DT_SONAME and soname is None:
+            soname = dstr(val, "DT_SONAME")
+        elif tag == DT_RPATH and rpath is None:
+            rpath = dstr(val, "DT_RPATH")
+        elif tag == DT_RUNPATH and runpath is None:
+            runpath = dstr(val, "DT_RUNPATH")
+    version_needs: list[VersionNeed] = []
+    if DT_VERNEED in first:
+        version_needs = _verneed(
+            r, _vaddr_to_offset(loads, first[DT_VERNEED], "DT_VERNEED"), first.get(DT_VERNEEDNUM, 0), dstr
+        )
+    return _DynamicNames(tuple(needed), soname, rpath, runpath, tuple(version_needs))
+
+
+def _vaddr_to_offset(loads: list[_Segment], vaddr: int, what: str) -> int:
+    for _t, _f, off, va, filesz, _a in loads:
+        if va <= vaddr < va + filesz:
+            return off + (vaddr - va)
+    raise BinaryFormatError(f"{what} address {vaddr:#x} is not in any loaded segment")
+
+
+def _note_regions(
+    r: _Reader, segments: list[_Segment], sections: list[tuple[int, ...]]
+) -> set[tuple[int, int, int]]:
+    """(start, end, alignment) of the PT_NOTE segments and SHT_NOTE sections; they usually overlap."""
+    regions: set[tuple[int, int, int]] = set()
+    for p_type, _f, off, _va, filesz, align in segments:
+        if p_type == PT_NOTE:
+            regions.add((*r.region(off, filesz, "PT_NOTE"), 8 if align == 8 else 4))
+    for i, sh in enumerate(sections):
+        if sh[1] == SHT_NOTE:
+            off, size, align = sh[4], sh[5], sh[8]
+            regions.add((*r.region(off, size, f"note section {i}"), 8 if align == 8 else 4))
+    return regions
+
+
+def _dlopen_notes(r: _Reader, regions: set[tuple[int, int, int]]) -> tuple[DlopenNote, ...]:
+    """The FDO .note.dlopen entries in the note regions, each note read once (deduplicated by position)."""
+    notes: list[DlopenNote] = []
+    seen: set[int] = set()
+    # A note is at least 12 bytes and lies in at most a segment and a section: more reads than this means
+    # regions overlapping on purpose, each of which would be walked in full.
+    budget = 2 * (r.size // 12) + 64
+    for start, end, align in sorted(regions):
+        for pos, ntype, name_off, namesz, desc_off, descsz in _notes(r, start, end, align):
+            budget -= 1
+            if budget < 0:
+                raise BinaryFormatError("note regions overlap: more notes than the file can hold")
+            if pos in seen:
+                continue
+            seen.add(pos)
+            if ntype != NT_FDO_DLOPEN_METADATA or namesz > 8:
+                continue
+            if bytes(r.data[name_off : name_off + namesz]).rstrip(b"\x00") == b"FDO":
+                notes.extend(_dlopen_note(bytes(r.data[desc_off : desc_off + descsz]), pos))
+    return tuple(notes)
+
+
+def _dlopen_candidates(r: _Reader, sections: list[tuple[int, ...]], names: _DynamicNames) -> tuple[str, ...]:
+    """``lib*.so*`` strings in allocated, non-executable data (the whole file without section headers),
+    sorted, at most MAX_DLOPEN_CANDIDATES, not counting the file's own DT_NEEDED and DT_SONAME names."""
+    ranges = [
+        (sh[4], min(sh[4] + sh[5], r.size))
+        for sh in sections
+        if sh[1] == SHT_PROGBITS and sh[2] & SHF_ALLOC and not sh[2] & SHF_EXECINSTR and sh[4] < r.size
+    ]
+    if not sections:
+        ranges = [(0, r.size)]
+    exclude = set(names.needed)
+    if names.soname:
+        exclude.add(names.soname)
+    found: dict[str, None] = {}
+    for lo, hi in _merged(ranges):  # overlapping sections are scanned once
+        found.update(dict.fromkeys(_dlopen_strings(r.data, lo, hi)))
+    return tuple(sorted(s for s in found if s not in exclude)[:MAX_DLOPEN_CANDIDATES])
+
+
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if merged and lo < merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
 
 
 def _dlopen_strings(data: Buffer, lo: int, hi: int) -> Iterator[str]:
@@ -347,7 +446,7 @@ def _verneed(r: _Reader, offset: int, count: int, dstr: Callable[[int, str], str
         if offset in visited:
             raise BinaryFormatError(f"version-needed entries loop at {offset:#x}")
         visited.add(offset)
-        _ver, vn_cnt, vn_file, vn_aux, vn_next = r.unpack("HHIII", offset, "Elf_Verneed")
+        _ver, vn_cnt, vn_file, vn_aux, vn_next = r.unpack(VERNEED, offset, "Elf_Verneed")
         file = dstr(vn_file, "Elf_Verneed file")
         versions: list[str] = []
         aux = offset + vn_aux
@@ -355,7 +454,7 @@ def _verneed(r: _Reader, offset: int, count: int, dstr: Callable[[int, str], str
             if aux in aux_seen:
                 raise BinaryFormatError(f"version-needed aux entry at {aux:#x} is reached twice")
             aux_seen.add(aux)
-            _hash, _flags, _other, vna_name, vna_next = r.unpack("IHHII", aux, "Elf_Vernaux")
+            _hash, _flags, _other, vna_name, vna_next = r.unpack(VERNAUX, aux, "Elf_Vernaux")
             versions.append(dstr(vna_name, "Elf_Vernaux name"))
             if vna_next == 0:
                 break

@@ -20,13 +20,10 @@ an edit any earlier signature is void anyway.
 from __future__ import annotations
 
 import hashlib
-import mmap
 import struct
 from dataclasses import dataclass
 
-from wheelfix.binfmt import BinaryFormatError
-
-Buffer = bytes | bytearray | mmap.mmap
+from wheelfix.binfmt import BinaryFormatError, Buffer
 
 __all__ = [
     "CS_ADHOC",
@@ -67,6 +64,7 @@ SHA256_SIZE = 32
 
 _SUPERBLOB = struct.Struct(">III")  # magic, length, count
 _BLOB_INDEX = struct.Struct(">II")  # type, offset
+_BLOB_HEADER = struct.Struct(">II")  # magic, length
 # magic, length, version, flags, hashOffset, identOffset, nSpecialSlots, nCodeSlots, codeLimit,
 # hashSize, hashType, platform, pageSize, spare2, scatterOffset, teamOffset, spare3, codeLimit64,
 # execSegBase, execSegLimit, execSegFlags
@@ -217,42 +215,21 @@ def _n_pages(code_limit: int, page_size: int) -> int:
 
 def parse_signature(data: Buffer, offset: int, size: int) -> SignatureInfo:
     """Summarize the SuperBlob at ``data[offset : offset + size]``; BinaryFormatError when malformed."""
-    end = offset + size
-    if offset < 0 or end > len(data):
+    if offset < 0 or offset + size > len(data):
         raise BinaryFormatError(f"code signature ({size} bytes at {offset:#x}) runs past the end of the file")
-
-    def unpack(s: struct.Struct, at: int, what: str) -> tuple[int, ...]:
-        if at < offset or at + s.size > end:
-            raise BinaryFormatError(f"code signature: {what} at {at:#x} lies outside the signature")
-        return s.unpack_from(data, at)
-
-    magic, length, count = unpack(_SUPERBLOB, offset, "SuperBlob header")
-    if magic != CSMAGIC_EMBEDDED_SIGNATURE:
-        raise BinaryFormatError(
-            f"code signature at {offset:#x} is not an embedded signature (magic {magic:#x})"
-        )
-    if length > size or length < _SUPERBLOB.size:
-        raise BinaryFormatError(f"code signature at {offset:#x}: SuperBlob length {length} does not fit")
-    end = offset + length
-    if count > (length - _SUPERBLOB.size) // _BLOB_INDEX.size:
-        raise BinaryFormatError(f"code signature at {offset:#x}: {count} blobs cannot fit in {length} bytes")
+    count, end = _superblob(data, offset, size)
     directories: list[CodeDirectoryInfo] = []
     has_req = has_ent = has_cms = False
     slots: set[int] = set()
     for i in range(count):
-        slot, blob_off = unpack(_BLOB_INDEX, offset + _SUPERBLOB.size + i * _BLOB_INDEX.size, "blob index")
+        index_at = offset + _SUPERBLOB.size + i * _BLOB_INDEX.size
+        slot, blob_off = _unpack_in(data, _BLOB_INDEX, index_at, offset, end, "blob index")
         if slot in slots:  # each slot once: else one CodeDirectory could be parsed a million times
             raise BinaryFormatError(f"code signature at {offset:#x}: slot {slot:#x} appears twice")
         slots.add(slot)
         at = offset + blob_off
-        blob_magic, blob_len = unpack(struct.Struct(">II"), at, f"blob {i}")
-        if blob_len < 8 or at + blob_len > end:
-            raise BinaryFormatError(f"code signature: blob {i} ({blob_len} bytes at {at:#x}) does not fit")
-        if slot == CSSLOT_CODEDIRECTORY or (
-            CSSLOT_ALTERNATE_CODEDIRECTORIES
-            <= slot
-            < CSSLOT_ALTERNATE_CODEDIRECTORIES + CSSLOT_ALTERNATE_CODEDIRECTORY_MAX
-        ):
+        blob_magic, blob_len = _blob_header(data, at, offset, end, i)
+        if _is_code_directory_slot(slot):
             if blob_magic != CSMAGIC_CODEDIRECTORY:
                 raise BinaryFormatError(f"code signature: slot {slot:#x} at {at:#x} is not a CodeDirectory")
             cd = _code_directory(data, at, blob_len)
@@ -267,6 +244,43 @@ def parse_signature(data: Buffer, offset: int, size: int) -> SignatureInfo:
         elif slot == CSSLOT_SIGNATURESLOT and blob_magic == CSMAGIC_BLOBWRAPPER:
             has_cms = blob_len > 8
     return SignatureInfo(tuple(directories), has_req, has_ent, has_cms)
+
+
+def _unpack_in(data: Buffer, s: struct.Struct, at: int, start: int, end: int, what: str) -> tuple[int, ...]:
+    """``s`` at ``at``, which must lie inside the signature ``[start, end)``."""
+    if at < start or at + s.size > end:
+        raise BinaryFormatError(f"code signature: {what} at {at:#x} lies outside the signature")
+    return s.unpack_from(data, at)
+
+
+def _superblob(data: Buffer, offset: int, size: int) -> tuple[int, int]:
+    """The blob count of the SuperBlob at ``offset`` and where it ends, its header checked."""
+    magic, length, count = _unpack_in(data, _SUPERBLOB, offset, offset, offset + size, "SuperBlob header")
+    if magic != CSMAGIC_EMBEDDED_SIGNATURE:
+        raise BinaryFormatError(
+            f"code signature at {offset:#x} is not an embedded signature (magic {magic:#x})"
+        )
+    if length > size or length < _SUPERBLOB.size:
+        raise BinaryFormatError(f"code signature at {offset:#x}: SuperBlob length {length} does not fit")
+    if count > (length - _SUPERBLOB.size) // _BLOB_INDEX.size:
+        raise BinaryFormatError(f"code signature at {offset:#x}: {count} blobs cannot fit in {length} bytes")
+    return count, offset + length
+
+
+def _blob_header(data: Buffer, at: int, offset: int, end: int, i: int) -> tuple[int, int]:
+    """(magic, length) of the SuperBlob's ``i``-th blob, which must lie inside it."""
+    blob_magic, blob_len = _unpack_in(data, _BLOB_HEADER, at, offset, end, f"blob {i}")
+    if blob_len < 8 or at + blob_len > end:
+        raise BinaryFormatError(f"code signature: blob {i} ({blob_len} bytes at {at:#x}) does not fit")
+    return blob_magic, blob_len
+
+
+def _is_code_directory_slot(slot: int) -> bool:
+    return slot == CSSLOT_CODEDIRECTORY or (
+        CSSLOT_ALTERNATE_CODEDIRECTORIES
+        <= slot
+        < CSSLOT_ALTERNATE_CODEDIRECTORIES + CSSLOT_ALTERNATE_CODEDIRECTORY_MAX
+    )
 
 
 def code_hash_mismatch(data: Buffer, offset: int, size: int) -> str | None:

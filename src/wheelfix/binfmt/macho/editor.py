@@ -29,13 +29,12 @@ The result is parsed again before it is returned, and must say what the edits as
 
 from __future__ import annotations
 
-import mmap
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from wheelfix.binfmt import BinaryFormatError
+from wheelfix.binfmt import BinaryFormatError, Buffer
 from wheelfix.binfmt.macho.codesign import CS_EXECSEG_MAIN_BINARY, build_adhoc_signature, signature_size
 from wheelfix.binfmt.macho.reader import (
     DYLIB_LOADS,
@@ -50,7 +49,6 @@ from wheelfix.binfmt.macho.reader import (
 )
 from wheelfix.errors import EXIT_FINDINGS, Error
 
-Buffer = bytes | bytearray | mmap.mmap
 SignMode = Literal["auto", "always", "never"]
 
 __all__ = [
@@ -356,7 +354,29 @@ def _plan_slice(
     where = f"{name} ({sl.arch} slice)"
     _check_editable(sl, name)
     align = 8 if sl.bits == 64 else 4
-    commands: list[tuple[int, bytes]] = []  # (cmd, bytes)
+    commands, changed, rpaths = _rewritten_commands(data, sl, edits, align, where)
+    _check_names(sl, edits, changed, where)
+    insert_at = max((i + 1 for i, (cmd, _) in enumerate(commands) if cmd == LC_RPATH), default=len(commands))
+    for path in edits.add_rpaths:
+        if path in rpaths:
+            raise MachOEditError(f"{where}: LC_RPATH {path!r} is already there (dyld rejects duplicates)")
+        rpaths.append(path)
+        commands.insert(insert_at, (LC_RPATH, _rpath_command(path, align, where)))
+        insert_at += 1
+
+    will_sign = _will_sign(sl, sign)
+    add_signature = will_sign and sl.code_signature is None
+    needed = sum(len(raw) for _, raw in commands) + (LC_CODE_SIGNATURE_SIZE if add_signature else 0)
+    room = SliceRoom(sl.arch, index, needed, sl.sizeofcmds + sl.header_padding)
+    return [raw for _, raw in commands], room, will_sign
+
+
+def _rewritten_commands(
+    data: Buffer, sl: MachOSlice, edits: MachOEdits, align: int, where: str
+) -> tuple[list[tuple[int, bytes]], set[str], list[str]]:
+    """The slice's load commands as (cmd, bytes) with the renames, the new install id and the deleted and
+    replaced LC_RPATHs applied; the dependency names that were renamed; the LC_RPATH paths now there."""
+    commands: list[tuple[int, bytes]] = []
     changed: set[str] = set()
     rpaths: list[str] = []
     for lc in sl.load_commands:
@@ -377,7 +397,11 @@ def _plan_slice(
                 raw = _rpath_command(path, align, where)
             rpaths.append(path)
         commands.append((lc.cmd, raw))
+    return commands, changed, rpaths
 
+
+def _check_names(sl: MachOSlice, edits: MachOEdits, changed: set[str], where: str) -> None:
+    """Every name the edits refer to is in the slice, and no replaced LC_RPATH duplicates another."""
     missing = sorted(set(edits.change_names) - changed)
     if missing:
         raise MachOEditError(f"{where}: no dylib load command names {missing[0]!r}")
@@ -389,19 +413,6 @@ def _plan_slice(
     for old, new in edits.replace_rpaths.items():
         if new != old and (new in sl.rpaths or list(edits.replace_rpaths.values()).count(new) > 1):
             raise MachOEditError(f"{where}: replacing LC_RPATH {old!r} would duplicate {new!r}")
-    insert_at = max((i + 1 for i, (cmd, _) in enumerate(commands) if cmd == LC_RPATH), default=len(commands))
-    for path in edits.add_rpaths:
-        if path in rpaths:
-            raise MachOEditError(f"{where}: LC_RPATH {path!r} is already there (dyld rejects duplicates)")
-        rpaths.append(path)
-        commands.insert(insert_at, (LC_RPATH, _rpath_command(path, align, where)))
-        insert_at += 1
-
-    will_sign = _will_sign(sl, sign)
-    add_signature = will_sign and sl.code_signature is None
-    needed = sum(len(raw) for _, raw in commands) + (LC_CODE_SIGNATURE_SIZE if add_signature else 0)
-    room = SliceRoom(sl.arch, index, needed, sl.sizeofcmds + sl.header_padding)
-    return [raw for _, raw in commands], room, will_sign
 
 
 def _edit_slice(

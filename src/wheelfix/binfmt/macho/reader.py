@@ -17,14 +17,12 @@ that would have to hold it).
 from __future__ import annotations
 
 import itertools
-import mmap
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from wheelfix.binfmt import BinaryFormatError
+from wheelfix.binfmt import BinaryFormatError, Buffer
 from wheelfix.binfmt.macho.codesign import SignatureInfo, parse_signature
-
-Buffer = bytes | bytearray | mmap.mmap
 
 __all__ = [
     "CodeSignature",
@@ -423,220 +421,26 @@ class _Slice:
 
 
 def parse_slice(data: Buffer, offset: int = 0, size: int | None = None, align: int = 0) -> MachOSlice:
-    """Parse the thin Mach-O image at ``data[offset : offset + size]`` (the whole buffer by default)."""
+    """Parse the thin Mach-O image at ``data[offset : offset + size]`` (the whole buffer by default).
+
+    Phases: the slice's bounds and magic, the mach header, every load command in order (``_LoadCommands``:
+    one reader per command kind), the header padding, and the code signature.
+    """
     if size is None:
         size = len(data) - offset
     if offset < 0 or size < 0 or offset + size > len(data):
         raise BinaryFormatError(f"slice ({size} bytes at {offset:#x}) lies outside the file")
     if size < 28:
         raise BinaryFormatError(f"Mach-O header truncated ({size} bytes)")
-    head = bytes(data[offset : offset + 4])
-    (le_magic,) = struct.unpack("<I", head)
-    (be_magic,) = struct.unpack(">I", head)
-    if le_magic in (MH_MAGIC, MH_MAGIC_64):
-        little, magic = True, le_magic
-    elif be_magic in (MH_MAGIC, MH_MAGIC_64):
-        little, magic = False, be_magic
-    elif be_magic in (FAT_MAGIC, FAT_MAGIC_64):
-        raise BinaryFormatError("a fat file nested inside a fat file")
-    else:
-        raise BinaryFormatError(f"not a Mach-O file (magic {be_magic:#010x})")
-    is64 = magic == MH_MAGIC_64
+    little, is64 = _thin_magic(bytes(data[offset : offset + 4]))
     r = _Slice(data, offset, size, little)
     header_size = 32 if is64 else 28
     cputype, cpusubtype, filetype, ncmds, sizeofcmds, flags = r.unpack("IIIIII", 4, "Mach-O header")
-    if header_size > size:
-        raise BinaryFormatError(f"Mach-O header truncated ({size} bytes)")
-    lc_end = header_size + sizeofcmds
-    if lc_end > size:
-        raise BinaryFormatError(
-            f"load commands ({sizeofcmds} bytes) run past the end of the slice ({size} bytes)"
-        )
-    if ncmds > MAX_LOAD_COMMANDS:
-        raise BinaryFormatError(f"{ncmds} load commands (at most {MAX_LOAD_COMMANDS} accepted)")
-    if ncmds * 8 > sizeofcmds:
-        raise BinaryFormatError(f"{ncmds} load commands cannot fit in sizeofcmds {sizeofcmds}")
+    lc_end = _load_commands_end(header_size, ncmds, sizeofcmds, size)
     arch = arch_name(cputype, cpusubtype)
-    cmd_align = 8 if is64 else 4
-
-    commands: list[LoadCommand] = []
-    dylibs: list[Dylib] = []
-    id_dylib: Dylib | None = None
-    rpaths: list[str] = []
-    platforms: list[PlatformVersion] = []
-    segments: list[Segment] = []
-    uuid: str | None = None
-    signature: tuple[int, int] | None = None
-    content: list[tuple[int, int]] = []  # (start, size) of file content the load commands point at
-    header_limits: list[int] = []  # ends of segments that map the header: load commands must stay inside
-    # after the 16-byte name(s): the numeric fields of segment_command(_64) and section(_64)
-    seg_fmt, seg_size = ("QQQQiiII", 72) if is64 else ("IIIIiiII", 56)
-    sect_fmt, sect_size = ("QQIIIIIIII", 80) if is64 else ("IIIIIIIII", 68)
-
-    pos = header_size
-    for index in range(ncmds):
-        if pos + 8 > lc_end:
-            raise BinaryFormatError(f"load command {index} at {pos:#x} runs past sizeofcmds")
-        cmd, cmdsize = r.unpack("II", pos, f"load command {index}")
-        name = LOAD_COMMAND_NAMES.get(cmd, f"LC_{cmd:#x}")
-        if cmdsize < 8 or cmdsize % cmd_align:
-            problem = f"is not a multiple of {cmd_align}" if cmdsize >= 8 else "is too small"
-            raise BinaryFormatError(f"load command {index} ({name}) at {pos:#x}: cmdsize {cmdsize} {problem}")
-        if pos + cmdsize > lc_end:
-            raise BinaryFormatError(f"load command {index} ({name}) at {pos:#x} runs past sizeofcmds")
-        commands.append(LoadCommand(cmd, name, pos, cmdsize))
-        what = f"{name} (load command {index})"
-
-        def need(n: int, cmd_off: int = pos, cmd_size: int = cmdsize, w: str = what) -> None:
-            if cmd_size < n:
-                raise BinaryFormatError(f"{w} at {cmd_off:#x}: cmdsize {cmd_size} is too small (needs {n})")
-
-        if cmd in DYLIB_LOADS or cmd == LC_ID_DYLIB:
-            need(24)
-            str_off, timestamp, current, compat = r.unpack("IIII", pos + 8, what)
-            dylib = Dylib(
-                name,
-                r.lc_str(pos, cmdsize, str_off, 24, what),
-                timestamp,
-                _dylib_version(current),
-                _dylib_version(compat),
-                index,
-            )
-            if cmd == LC_ID_DYLIB:
-                if id_dylib is not None:
-                    raise BinaryFormatError(f"more than one LC_ID_DYLIB (load command {index})")
-                id_dylib = dylib
-            else:
-                dylibs.append(dylib)
-        elif cmd == LC_RPATH:
-            need(12)
-            (str_off,) = r.unpack("I", pos + 8, what)
-            rpaths.append(r.lc_str(pos, cmdsize, str_off, 12, what))
-        elif cmd in (LC_SEGMENT, LC_SEGMENT_64):
-            if (cmd == LC_SEGMENT_64) != is64:
-                raise BinaryFormatError(f"{what} at {pos:#x} in a {64 if is64 else 32}-bit file")
-            need(seg_size)
-            vmaddr, vmsize, fileoff, filesize, maxprot, initprot, nsects, segflags = r.unpack(
-                seg_fmt, pos + 24, what
-            )
-            seg_name = r.name16(pos + 8)
-            if nsects > (cmdsize - seg_size) // sect_size:
-                raise BinaryFormatError(
-                    f"{what} at {pos:#x}: {nsects} sections do not fit in cmdsize {cmdsize}"
-                )
-            if fileoff + filesize > size:
-                raise BinaryFormatError(
-                    f"segment {seg_name} ({filesize} bytes at {fileoff:#x}) runs past the end of the slice "
-                    f"({size} bytes)"
-                )
-            if filesize and fileoff:
-                content.append((fileoff, filesize))
-            elif filesize:
-                header_limits.append(filesize)
-            sections = []
-            for k in range(nsects):
-                at = pos + seg_size + k * sect_size
-                f = r.unpack(sect_fmt, at + 32, f"section {k} of {what}")
-                sect = Section(r.name16(at + 16), r.name16(at), f[0], f[1], f[2], f[6])
-                sections.append(sect)
-                if sect.offset and sect.size and not sect.zerofill:
-                    content.append((sect.offset, sect.size))
-            segments.append(
-                Segment(
-                    seg_name,
-                    vmaddr,
-                    vmsize,
-                    fileoff,
-                    filesize,
-                    maxprot,
-                    initprot,
-                    segflags,
-                    tuple(sections),
-                    index,
-                )
-            )
-        elif cmd == LC_BUILD_VERSION:
-            need(24)
-            platform, minos, sdk, ntools = r.unpack("IIII", pos + 8, what)
-            if ntools > (cmdsize - 24) // 8:
-                raise BinaryFormatError(f"{what} at {pos:#x}: {ntools} tools do not fit in cmdsize {cmdsize}")
-            platforms.append(
-                PlatformVersion(
-                    name,
-                    PLATFORMS.get(platform, f"platform-{platform}"),
-                    _os_version(minos),
-                    _os_version(sdk),
-                )
-            )
-        elif cmd in VERSION_MIN:
-            need(16)
-            version, sdk = r.unpack("II", pos + 8, what)
-            platforms.append(PlatformVersion(name, VERSION_MIN[cmd], _os_version(version), _os_version(sdk)))
-        elif cmd == LC_UUID:
-            need(24)
-            raw = bytes(data[offset + pos + 8 : offset + pos + 24]).hex().upper()
-            uuid = f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
-        elif cmd in LINKEDIT_DATA:
-            need(16)
-            dataoff, datasize = r.unpack("II", pos + 8, what)
-            _check_range(dataoff, datasize, size, what)
-            content.append((dataoff, datasize))
-            if cmd == LC_CODE_SIGNATURE:
-                if signature is not None:
-                    raise BinaryFormatError(f"more than one LC_CODE_SIGNATURE (load command {index})")
-                signature = (dataoff, datasize)
-        elif cmd == LC_SYMTAB:
-            need(24)
-            symoff, nsyms, stroff, strsize = r.unpack("IIII", pos + 8, what)
-            _check_range(symoff, nsyms * (16 if is64 else 12), size, what + " symbols")
-            _check_range(stroff, strsize, size, what + " strings")
-            content += [(symoff, nsyms * (16 if is64 else 12)), (stroff, strsize)]
-        elif cmd == LC_DYSYMTAB:
-            need(80)
-            f = r.unpack("18I", pos + 8, what)
-            # (offset, count, entry size): toc, module table, external refs, indirect symbols, ext/loc relocs
-            for off, count, entry_size in (
-                (f[6], f[7], 8),
-                (f[8], f[9], 56 if is64 else 52),
-                (f[10], f[11], 4),
-                (f[12], f[13], 4),
-                (f[14], f[15], 8),
-                (f[16], f[17], 8),
-            ):
-                _check_range(off, count * entry_size, size, what)
-                content.append((off, count * entry_size))
-        elif cmd in (LC_DYLD_INFO, LC_DYLD_INFO_ONLY):
-            need(48)
-            f = r.unpack("10I", pos + 8, what)
-            for k in range(0, 10, 2):
-                _check_range(f[k], f[k + 1], size, what)
-                content.append((f[k], f[k + 1]))
-        elif cmd in (LC_ENCRYPTION_INFO, LC_ENCRYPTION_INFO_64):
-            need(20)
-            cryptoff, cryptsize = r.unpack("II", pos + 8, what)
-            _check_range(cryptoff, cryptsize, size, what)
-            content.append((cryptoff, cryptsize))
-        pos += cmdsize
-    if pos != lc_end:
-        raise BinaryFormatError(f"load commands end at {pos:#x} but sizeofcmds says {lc_end:#x}")
-
-    free_until = min((start for start, length in content if length), default=size)
-    free_until = min(free_until, *header_limits) if header_limits else free_until
-    if free_until < lc_end:
-        raise BinaryFormatError(
-            f"load commands (ending at {lc_end:#x}) overlap file content at {free_until:#x}"
-        )
-
-    code_signature = None
-    if signature is not None:
-        dataoff, datasize = signature
-        info = (
-            parse_signature(data, offset + dataoff, datasize)
-            if datasize
-            else SignatureInfo((), False, False, False)
-        )
-        code_signature = CodeSignature(dataoff, datasize, info)
-
+    lcs = _LoadCommands(r, is64)
+    lcs.read(header_size, ncmds, lc_end)
+    free_until = lcs.free_until(lc_end)
     return MachOSlice(
         offset=offset,
         size=size,
@@ -651,16 +455,304 @@ def parse_slice(data: Buffer, offset: int = 0, size: int | None = None, align: i
         header_size=header_size,
         ncmds=ncmds,
         sizeofcmds=sizeofcmds,
-        load_commands=tuple(commands),
-        dylibs=tuple(dylibs),
-        id_dylib=id_dylib,
-        rpaths=tuple(rpaths),
-        platforms=tuple(platforms),
-        uuid=uuid,
-        segments=tuple(segments),
-        code_signature=code_signature,
+        load_commands=tuple(lcs.commands),
+        dylibs=tuple(lcs.dylibs),
+        id_dylib=lcs.id_dylib,
+        rpaths=tuple(lcs.rpaths),
+        platforms=tuple(lcs.platforms),
+        uuid=lcs.uuid,
+        segments=tuple(lcs.segments),
+        code_signature=_code_signature(data, offset, lcs.signature),
         header_padding=free_until - lc_end,
     )
+
+
+def _thin_magic(head: bytes) -> tuple[bool, bool]:
+    """(little-endian, 64-bit) from a thin Mach-O magic, in either byte order."""
+    (le_magic,) = struct.unpack("<I", head)
+    (be_magic,) = struct.unpack(">I", head)
+    if le_magic in (MH_MAGIC, MH_MAGIC_64):
+        return True, le_magic == MH_MAGIC_64
+    if be_magic in (MH_MAGIC, MH_MAGIC_64):
+        return False, be_magic == MH_MAGIC_64
+    if be_magic in (FAT_MAGIC, FAT_MAGIC_64):
+        raise BinaryFormatError("a fat file nested inside a fat file")
+    raise BinaryFormatError(f"not a Mach-O file (magic {be_magic:#010x})")
+
+
+def _load_commands_end(header_size: int, ncmds: int, sizeofcmds: int, size: int) -> int:
+    """Where the load commands end, once their count and size are checked against the slice."""
+    if header_size > size:
+        raise BinaryFormatError(f"Mach-O header truncated ({size} bytes)")
+    lc_end = header_size + sizeofcmds
+    if lc_end > size:
+        raise BinaryFormatError(
+            f"load commands ({sizeofcmds} bytes) run past the end of the slice ({size} bytes)"
+        )
+    if ncmds > MAX_LOAD_COMMANDS:
+        raise BinaryFormatError(f"{ncmds} load commands (at most {MAX_LOAD_COMMANDS} accepted)")
+    if ncmds * 8 > sizeofcmds:
+        raise BinaryFormatError(f"{ncmds} load commands cannot fit in sizeofcmds {sizeofcmds}")
+    return lc_end
+
+
+def _code_signature(data: Buffer, offset: int, signature: tuple[int, int] | None) -> CodeSignature | None:
+    if signature is None:
+        return None
+    dataoff, datasize = signature
+    info = (
+        parse_signature(data, offset + dataoff, datasize)
+        if datasize
+        else SignatureInfo((), False, False, False)
+    )
+    return CodeSignature(dataoff, datasize, info)
+
+
+@dataclass(frozen=True, slots=True)
+class _Command:
+    """The load command being read, and how error messages name it."""
+
+    lc: LoadCommand
+    index: int
+    what: str
+
+    def need(self, n: int) -> None:
+        """The command must be at least ``n`` bytes (its fixed part)."""
+        if self.lc.size < n:
+            raise BinaryFormatError(
+                f"{self.what} at {self.lc.offset:#x}: cmdsize {self.lc.size} is too small (needs {n})"
+            )
+
+
+class _LoadCommands:
+    """What the load commands of one slice say, read in order; one method per command kind (see
+    _COMMAND_READERS), each checking the command's size and every range it points at. ``content`` collects
+    the file content the commands point at, to find the header padding."""
+
+    def __init__(self, r: _Slice, is64: bool) -> None:
+        self.r = r
+        self.is64 = is64
+        self.commands: list[LoadCommand] = []
+        self.dylibs: list[Dylib] = []
+        self.id_dylib: Dylib | None = None
+        self.rpaths: list[str] = []
+        self.platforms: list[PlatformVersion] = []
+        self.segments: list[Segment] = []
+        self.uuid: str | None = None
+        self.signature: tuple[int, int] | None = None  # LC_CODE_SIGNATURE's dataoff, datasize
+        self.content: list[tuple[int, int]] = []  # (start, size) of file content the commands point at
+        self.header_limits: list[int] = []  # ends of segments that map the header: commands must fit inside
+
+    def read(self, header_size: int, ncmds: int, lc_end: int) -> None:
+        pos = header_size
+        for index in range(ncmds):
+            lc = self._command_at(pos, index, lc_end)
+            self.commands.append(lc)
+            reader = _COMMAND_READERS.get(lc.cmd)
+            if reader is not None:
+                reader(self, _Command(lc, index, f"{lc.name} (load command {index})"))
+            pos += lc.size
+        if pos != lc_end:
+            raise BinaryFormatError(f"load commands end at {pos:#x} but sizeofcmds says {lc_end:#x}")
+
+    def _command_at(self, pos: int, index: int, lc_end: int) -> LoadCommand:
+        if pos + 8 > lc_end:
+            raise BinaryFormatError(f"load command {index} at {pos:#x} runs past sizeofcmds")
+        cmd, cmdsize = self.r.unpack("II", pos, f"load command {index}")
+        name = LOAD_COMMAND_NAMES.get(cmd, f"LC_{cmd:#x}")
+        cmd_align = 8 if self.is64 else 4
+        if cmdsize < 8 or cmdsize % cmd_align:
+            problem = f"is not a multiple of {cmd_align}" if cmdsize >= 8 else "is too small"
+            raise BinaryFormatError(f"load command {index} ({name}) at {pos:#x}: cmdsize {cmdsize} {problem}")
+        if pos + cmdsize > lc_end:
+            raise BinaryFormatError(f"load command {index} ({name}) at {pos:#x} runs past sizeofcmds")
+        return LoadCommand(cmd, name, pos, cmdsize)
+
+    def free_until(self, lc_end: int) -> int:
+        """Where the first file content after the load commands starts (the end of the header padding)."""
+        free_until = min((start for start, length in self.content if length), default=self.r.size)
+        free_until = min(free_until, *self.header_limits) if self.header_limits else free_until
+        if free_until < lc_end:
+            raise BinaryFormatError(
+                f"load commands (ending at {lc_end:#x}) overlap file content at {free_until:#x}"
+            )
+        return free_until
+
+    def _content(self, start: int, length: int, what: str) -> None:
+        _check_range(start, length, self.r.size, what)
+        self.content.append((start, length))
+
+    # --- one reader per command kind
+
+    def _dylib(self, c: _Command) -> None:
+        c.need(24)
+        pos, r = c.lc.offset, self.r
+        str_off, timestamp, current, compat = r.unpack("IIII", pos + 8, c.what)
+        dylib = Dylib(
+            c.lc.name,
+            r.lc_str(pos, c.lc.size, str_off, 24, c.what),
+            timestamp,
+            _dylib_version(current),
+            _dylib_version(compat),
+            c.index,
+        )
+        if c.lc.cmd != LC_ID_DYLIB:
+            self.dylibs.append(dylib)
+        elif self.id_dylib is not None:
+            raise BinaryFormatError(f"more than one LC_ID_DYLIB (load command {c.index})")
+        else:
+            self.id_dylib = dylib
+
+    def _rpath(self, c: _Command) -> None:
+        c.need(12)
+        (str_off,) = self.r.unpack("I", c.lc.offset + 8, c.what)
+        self.rpaths.append(self.r.lc_str(c.lc.offset, c.lc.size, str_off, 12, c.what))
+
+    def _segment(self, c: _Command) -> None:
+        r, pos, cmdsize, what = self.r, c.lc.offset, c.lc.size, c.what
+        if (c.lc.cmd == LC_SEGMENT_64) != self.is64:
+            raise BinaryFormatError(f"{what} at {pos:#x} in a {64 if self.is64 else 32}-bit file")
+        seg_fmt, seg_size = _SEGMENT_COMMAND[self.is64]
+        sect_size = _SECTION[self.is64][1]
+        c.need(seg_size)
+        vmaddr, vmsize, fileoff, filesize, maxprot, initprot, nsects, segflags = r.unpack(
+            seg_fmt, pos + 24, what
+        )
+        seg_name = r.name16(pos + 8)
+        if nsects > (cmdsize - seg_size) // sect_size:
+            raise BinaryFormatError(f"{what} at {pos:#x}: {nsects} sections do not fit in cmdsize {cmdsize}")
+        if fileoff + filesize > r.size:
+            raise BinaryFormatError(
+                f"segment {seg_name} ({filesize} bytes at {fileoff:#x}) runs past the end of the slice "
+                f"({r.size} bytes)"
+            )
+        if filesize and fileoff:
+            self.content.append((fileoff, filesize))
+        elif filesize:
+            self.header_limits.append(filesize)
+        sections = self._sections(c, nsects, pos + seg_size)
+        self.segments.append(
+            Segment(
+                seg_name,
+                vmaddr,
+                vmsize,
+                fileoff,
+                filesize,
+                maxprot,
+                initprot,
+                segflags,
+                sections,
+                c.index,
+            )
+        )
+
+    def _sections(self, c: _Command, nsects: int, first: int) -> tuple[Section, ...]:
+        r = self.r
+        sect_fmt, sect_size = _SECTION[self.is64]
+        sections = []
+        for k in range(nsects):
+            at = first + k * sect_size
+            f = r.unpack(sect_fmt, at + 32, f"section {k} of {c.what}")
+            sect = Section(r.name16(at + 16), r.name16(at), f[0], f[1], f[2], f[6])
+            sections.append(sect)
+            if sect.offset and sect.size and not sect.zerofill:
+                self.content.append((sect.offset, sect.size))
+        return tuple(sections)
+
+    def _build_version(self, c: _Command) -> None:
+        c.need(24)
+        platform, minos, sdk, ntools = self.r.unpack("IIII", c.lc.offset + 8, c.what)
+        if ntools > (c.lc.size - 24) // 8:
+            raise BinaryFormatError(
+                f"{c.what} at {c.lc.offset:#x}: {ntools} tools do not fit in cmdsize {c.lc.size}"
+            )
+        self.platforms.append(
+            PlatformVersion(
+                c.lc.name,
+                PLATFORMS.get(platform, f"platform-{platform}"),
+                _os_version(minos),
+                _os_version(sdk),
+            )
+        )
+
+    def _version_min(self, c: _Command) -> None:
+        c.need(16)
+        version, sdk = self.r.unpack("II", c.lc.offset + 8, c.what)
+        self.platforms.append(
+            PlatformVersion(c.lc.name, VERSION_MIN[c.lc.cmd], _os_version(version), _os_version(sdk))
+        )
+
+    def _uuid(self, c: _Command) -> None:
+        c.need(24)
+        start = self.r.base + c.lc.offset + 8
+        raw = bytes(self.r.data[start : start + 16]).hex().upper()
+        self.uuid = f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
+
+    def _linkedit_data(self, c: _Command) -> None:
+        c.need(16)
+        dataoff, datasize = self.r.unpack("II", c.lc.offset + 8, c.what)
+        self._content(dataoff, datasize, c.what)
+        if c.lc.cmd == LC_CODE_SIGNATURE:
+            if self.signature is not None:
+                raise BinaryFormatError(f"more than one LC_CODE_SIGNATURE (load command {c.index})")
+            self.signature = (dataoff, datasize)
+
+    def _symtab(self, c: _Command) -> None:
+        c.need(24)
+        symoff, nsyms, stroff, strsize = self.r.unpack("IIII", c.lc.offset + 8, c.what)
+        symbols = nsyms * (16 if self.is64 else 12)
+        _check_range(symoff, symbols, self.r.size, c.what + " symbols")
+        _check_range(stroff, strsize, self.r.size, c.what + " strings")
+        self.content += [(symoff, symbols), (stroff, strsize)]
+
+    def _dysymtab(self, c: _Command) -> None:
+        c.need(80)
+        f = self.r.unpack("18I", c.lc.offset + 8, c.what)
+        # (offset, count, entry size): toc, module table, external refs, indirect symbols, ext/loc relocs
+        for off, count, entry_size in (
+            (f[6], f[7], 8),
+            (f[8], f[9], 56 if self.is64 else 52),
+            (f[10], f[11], 4),
+            (f[12], f[13], 4),
+            (f[14], f[15], 8),
+            (f[16], f[17], 8),
+        ):
+            self._content(off, count * entry_size, c.what)
+
+    def _dyld_info(self, c: _Command) -> None:
+        c.need(48)
+        f = self.r.unpack("10I", c.lc.offset + 8, c.what)
+        for k in range(0, 10, 2):  # rebase, bind, weak bind, lazy bind, export: (offset, size) each
+            self._content(f[k], f[k + 1], c.what)
+
+    def _encryption_info(self, c: _Command) -> None:
+        c.need(20)
+        cryptoff, cryptsize = self.r.unpack("II", c.lc.offset + 8, c.what)
+        self._content(cryptoff, cryptsize, c.what)
+
+
+# (format of the numeric fields after the 16-byte name(s), size) of segment_command(_64) and section(_64),
+# by 64-bit
+_SEGMENT_COMMAND = {True: ("QQQQiiII", 72), False: ("IIIIiiII", 56)}
+_SECTION = {True: ("QQIIIIIIII", 80), False: ("IIIIIIIII", 68)}
+
+# the command kinds whose fields the reader checks and reports; others are only listed
+_COMMAND_READERS: dict[int, Callable[[_LoadCommands, _Command], None]] = {
+    **dict.fromkeys([*DYLIB_LOADS, LC_ID_DYLIB], _LoadCommands._dylib),
+    LC_RPATH: _LoadCommands._rpath,
+    LC_SEGMENT: _LoadCommands._segment,
+    LC_SEGMENT_64: _LoadCommands._segment,
+    LC_BUILD_VERSION: _LoadCommands._build_version,
+    **dict.fromkeys(VERSION_MIN, _LoadCommands._version_min),
+    LC_UUID: _LoadCommands._uuid,
+    **dict.fromkeys(LINKEDIT_DATA, _LoadCommands._linkedit_data),
+    LC_SYMTAB: _LoadCommands._symtab,
+    LC_DYSYMTAB: _LoadCommands._dysymtab,
+    LC_DYLD_INFO: _LoadCommands._dyld_info,
+    LC_DYLD_INFO_ONLY: _LoadCommands._dyld_info,
+    LC_ENCRYPTION_INFO: _LoadCommands._encryption_info,
+    LC_ENCRYPTION_INFO_64: _LoadCommands._encryption_info,
+}
 
 
 def _check_range(start: int, length: int, size: int, what: str) -> None:
