@@ -278,3 +278,22 @@ def test_moved_interpreter_takes_only_the_interp_section_header_along(tmp_path: 
     shown = readelf(patched, "-S", allow_warnings=True, check=False)  # a crafted file: readelf may warn
     note_line = next(line for line in shown.splitlines() if "NOTE" in line)
     assert f"{notes[0]:06x}" in note_line  # the note section stayed where its bytes are
+
+
+def test_plan_patch_refuses_an_interpreter_over_the_elf_header(tmp_path: Path) -> None:
+    """Found while the editor was split into phases (a mutant the old and the new code both failed): a
+    PT_INTERP whose bytes lie inside the ELF header, with a new interpreter to write, made two overwrites
+    overlap (an AssertionError, exit 3). An interpreter over the header is malformed input."""
+    from wheelfix.binfmt import BinaryFormatError
+    from wheelfix.binfmt.elf.editor import plan_patch
+    from wheelfix.binfmt.elf.reader import parse_elf
+
+    data = gcc_bytes(tmp_path, MAIN_C)
+    (interp,) = _phdr_offsets(data, 3)
+    data[interp + 8 : interp + 16] = (0).to_bytes(8, "little")  # p_offset: the ELF header itself
+    data[interp + 32 : interp + 48] = (0x1D).to_bytes(8, "little") * 2  # p_filesz, p_memsz: room for it
+    assert data[0x1C] == 0  # (a byte of e_entry) ends the "interpreter" where its segment ends
+    info = parse_elf(bytes(data), scan_strings=False)
+    assert info.interpreter == bytes(data[:7]).decode("latin-1")
+    with pytest.raises(BinaryFormatError, match="overlaps the ELF header"):
+        plan_patch(bytes(data), path=("RPATH", "/x" * 100), interpreter="/lib64/ld-linux-x86-64.so.2")

@@ -408,9 +408,12 @@ def _check_layout(lay: _Layout) -> None:
         if sum(1 for p in lay.phdrs if p.type == unique) > 1:  # the gABI allows one
             raise BinaryFormatError(f"more than one {label} program header")
     for p in lay.phdrs:
-        # PT_INTERP and PT_DYNAMIC are written in place: they must not share bytes with the table
+        # PT_INTERP and PT_DYNAMIC are written in place: they must not share bytes with the table or the
+        # ELF header (fuzz finding: an interpreter over the header made two overwrites overlap)
         if p.type in (PT_INTERP, PT_DYNAMIC) and _overlaps_table(lay, p):
             raise BinaryFormatError(f"the program header table overlaps a segment (type {p.type:#x})")
+        if p.type in (PT_INTERP, PT_DYNAMIC) and p.filesz and p.offset < ehdr_end:
+            raise BinaryFormatError(f"a segment (type {p.type:#x}) overlaps the ELF header")
         if p.type != PT_NULL and _malformed(lay, p):
             raise BinaryFormatError(f"malformed program header (type {p.type:#x}, offset {p.offset:#x})")
 
