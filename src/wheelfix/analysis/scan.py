@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import mmap
 import os
+import re
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -176,7 +177,7 @@ def _scan_member(
                         hasher.update(chunk)
                 if fmt is BinaryFormat.ELF:
                     try:
-                        elf = parse_elf(buf)
+                        elf = parse_elf(buf, strict=archive.limits.strict)
                     except BinaryFormatError as e:
                         problems.append(Problem(file, name, f"malformed ELF: {e}"))
                     else:
@@ -226,7 +227,7 @@ def scan_archive(archive: WheelArchive, *, jobs: int | None = None) -> WheelScan
         problems.extend(member_problems)
         if binary is not None:
             found.append(binary)
-    manifest, warnings = None, list(archive.warnings)
+    manifest, warnings = None, [*archive.warnings, *_elf_warnings(archive.display, found)]
     if not problems:
         manifest = _read_manifest(archive, problems if archive.limits.strict else warnings)
     if problems:
@@ -245,6 +246,31 @@ def scan_archive(archive: WheelArchive, *, jobs: int | None = None) -> WheelScan
         warnings=tuple(warnings),
         manifest=manifest,
     )
+
+
+def _elf_warnings(file: str, found: list[ElfMember | MachOMember | UnsupportedBinary]) -> list[Problem]:
+    """What the ELF reader skipped (notes ld.so does not read), one warning per kind: the same message but
+    for its offsets, with the members it happened in."""
+    kinds: dict[str, list[str]] = {}
+    for b in found:
+        if isinstance(b, ElfMember):
+            for w in b.elf.warnings:
+                kinds.setdefault(re.sub(r"0x[0-9a-f]+", "…", w), []).append(b.member)
+    out: list[Problem] = []
+    for kind, members in kinds.items():
+        unique = sorted(set(members))
+        if len(unique) == 1:
+            out.append(Problem(file, unique[0], f"{kind} (ld.so does not read notes either)"))
+            continue
+        shown = ", ".join(unique[:3]) + (f", +{len(unique) - 3} more" if len(unique) > 3 else "")
+        out.append(
+            Problem(
+                file,
+                None,
+                f"{len(unique)} ELF files ({shown}): {kind} (ld.so does not read notes either)",
+            )
+        )
+    return out
 
 
 def _read_manifest(archive: WheelArchive, complaints: list[Problem]) -> RepairManifest | None:

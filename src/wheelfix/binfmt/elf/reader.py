@@ -114,6 +114,9 @@ class ElfInfo:
     dlopen_notes: tuple[DlopenNote, ...]
     dlopen_candidates: tuple[str, ...]
     is_dynamic: bool
+    # what the reader skipped in parts dynamic linking does not use (notes ld.so does not read, a
+    # .note.dlopen that is not valid JSON): refused instead with parse_elf(strict=True)
+    warnings: tuple[str, ...] = ()
 
     def symbol_versions(self) -> dict[str, str]:
         """Highest required version per prefix (GLIBC, GLIBCXX, CXXABI, GCC, ...) over all needed files."""
@@ -169,12 +172,15 @@ class _Reader:
         return bytes(self.data[offset:stop]).decode("utf-8", "backslashreplace")
 
 
-def parse_elf(data: Buffer, *, scan_strings: bool = True) -> ElfInfo:
+def parse_elf(data: Buffer, *, scan_strings: bool = True, strict: bool = False) -> ElfInfo:
     """Parse what dynamic linking needs from an ELF image. Raises BinaryFormatError on malformed input.
 
     The phases run in file-structure order, each checking the bounds of what it reads: identification,
     ELF header, section headers, program headers, PT_INTERP, the dynamic table and the strings it names,
-    notes, and (``scan_strings``) the dlopen candidates in read-only data.
+    notes, and (``scan_strings``) the dlopen candidates in read-only data. What dynamic linking needs is
+    read strictly; notes, which ld.so does not read, leniently: a note region wheelfix cannot walk (an
+    alignment other than 4 or 8, a note running past its segment, a .note.dlopen that is not valid JSON)
+    is skipped and named in ``warnings`` (``strict``: refused).
     """
     is64, little, osabi = _identification(data)
     r = _Reader(data, little, is64)
@@ -186,7 +192,14 @@ def parse_elf(data: Buffer, *, scan_strings: bool = True) -> ElfInfo:
     dyn = [s for s in segments if s[0] == PT_DYNAMIC]
     entries = _dynamic_entries(r, dyn[0]) if dyn else []
     names = _dynamic_names(r, entries, loads)
-    dlopen_notes = _dlopen_notes(r, _note_regions(r, segments, sections))
+    warnings: list[str] = []
+
+    def skipped(message: str) -> None:
+        if strict:
+            raise BinaryFormatError(message)
+        warnings.append(message)
+
+    dlopen_notes = _dlopen_notes(r, _note_regions(r, segments, sections, skipped), skipped)
     candidates: tuple[str, ...] = ()
     if scan_strings and e_type in (ET_EXEC, ET_DYN):
         candidates = _dlopen_candidates(r, sections, names)
@@ -205,6 +218,7 @@ def parse_elf(data: Buffer, *, scan_strings: bool = True) -> ElfInfo:
         dlopen_notes=dlopen_notes,
         dlopen_candidates=candidates,
         is_dynamic=bool(dyn),
+        warnings=tuple(dict.fromkeys(warnings)),
     )
 
 
@@ -355,39 +369,60 @@ def _vaddr_to_offset(loads: list[_Segment], vaddr: int, what: str) -> int:
 
 
 def _note_regions(
-    r: _Reader, segments: list[_Segment], sections: list[tuple[int, ...]]
+    r: _Reader, segments: list[_Segment], sections: list[tuple[int, ...]], skipped: Callable[[str], None]
 ) -> set[tuple[int, int, int]]:
-    """(start, end, alignment) of the PT_NOTE segments and SHT_NOTE sections; they usually overlap."""
+    """(start, end, alignment) of the PT_NOTE segments and SHT_NOTE sections; they usually overlap. Notes
+    are 4- or 8-byte aligned (gABI); a region with another alignment, or outside the file, is skipped."""
+    found = [
+        (f"PT_NOTE at {off:#x}", off, filesz, align)
+        for p_type, _f, off, _va, filesz, align in segments
+        if p_type == PT_NOTE
+    ]
+    found += [
+        (f"note section {i}", sh[4], sh[5], sh[8]) for i, sh in enumerate(sections) if sh[1] == SHT_NOTE
+    ]
     regions: set[tuple[int, int, int]] = set()
-    for p_type, _f, off, _va, filesz, align in segments:
-        if p_type == PT_NOTE:
-            regions.add((*r.region(off, filesz, "PT_NOTE"), 8 if align == 8 else 4))
-    for i, sh in enumerate(sections):
-        if sh[1] == SHT_NOTE:
-            off, size, align = sh[4], sh[5], sh[8]
-            regions.add((*r.region(off, size, f"note section {i}"), 8 if align == 8 else 4))
+    for what, off, size, align in found:
+        if align not in (0, 1, 2, 4, 8):
+            skipped(
+                f"a note region aligned to {align} bytes (the gABI allows 4 or 8): its notes are not read"
+            )
+            continue
+        try:
+            regions.add((*r.region(off, size, what), 8 if align == 8 else 4))
+        except BinaryFormatError as e:
+            skipped(f"{e}; its notes are not read")
     return regions
 
 
-def _dlopen_notes(r: _Reader, regions: set[tuple[int, int, int]]) -> tuple[DlopenNote, ...]:
-    """The FDO .note.dlopen entries in the note regions, each note read once (deduplicated by position)."""
+def _dlopen_notes(
+    r: _Reader, regions: set[tuple[int, int, int]], skipped: Callable[[str], None]
+) -> tuple[DlopenNote, ...]:
+    """The FDO .note.dlopen entries in the note regions, each note read once (deduplicated by position).
+    A region whose notes cannot be walked is left where it stops; a .note.dlopen that is not valid is
+    skipped."""
     notes: list[DlopenNote] = []
     seen: set[int] = set()
     # A note is at least 12 bytes and lies in at most a segment and a section: more reads than this means
     # regions overlapping on purpose, each of which would be walked in full.
     budget = 2 * (r.size // 12) + 64
     for start, end, align in sorted(regions):
-        for pos, ntype, name_off, namesz, desc_off, descsz in _notes(r, start, end, align):
-            budget -= 1
+        try:
+            for pos, ntype, name_off, namesz, desc_off, descsz in _notes(r, start, end, align):
+                budget -= 1
+                if budget < 0:
+                    raise BinaryFormatError("note regions overlap: more notes than the file can hold")
+                if pos in seen:
+                    continue
+                seen.add(pos)
+                if ntype != NT_FDO_DLOPEN_METADATA or namesz > 8:
+                    continue
+                if bytes(r.data[name_off : name_off + namesz]).rstrip(b"\x00") == b"FDO":
+                    notes.extend(_dlopen_note(bytes(r.data[desc_off : desc_off + descsz]), pos, skipped))
+        except BinaryFormatError as e:
+            skipped(f"{e}; the notes after it are not read")
             if budget < 0:
-                raise BinaryFormatError("note regions overlap: more notes than the file can hold")
-            if pos in seen:
-                continue
-            seen.add(pos)
-            if ntype != NT_FDO_DLOPEN_METADATA or namesz > 8:
-                continue
-            if bytes(r.data[name_off : name_off + namesz]).rstrip(b"\x00") == b"FDO":
-                notes.extend(_dlopen_note(bytes(r.data[desc_off : desc_off + descsz]), pos))
+                break
     return tuple(notes)
 
 
@@ -484,7 +519,15 @@ def _align(n: int, a: int) -> int:
     return (n + a - 1) & ~(a - 1)
 
 
-def _dlopen_note(desc: bytes, pos: int) -> list[DlopenNote]:
+def _dlopen_note(desc: bytes, pos: int, skipped: Callable[[str], None]) -> list[DlopenNote]:
+    try:
+        return _dlopen_entries(desc, pos)
+    except BinaryFormatError as e:
+        skipped(f"{e}; the note is ignored")
+        return []
+
+
+def _dlopen_entries(desc: bytes, pos: int) -> list[DlopenNote]:
     try:
         payload = json.loads(desc.rstrip(b"\x00").decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
