@@ -343,6 +343,12 @@ def repair(
             click.echo(f"wrote {r.output}")
 
 
+def _on_env_plan(plans: tuple[WheelPlan, ...], dry_run: bool) -> None:
+    changing = [p for p in plans if p.changes]  # an environment's other distributions are not listed
+    if changing:
+        click.echo(render_plan(changing, dry_run=dry_run), nl=False)
+
+
 def _repair_env(
     scan: ScanOptions,
     lib_paths: tuple[Path, ...],
@@ -370,11 +376,7 @@ def _repair_env(
             interpreter=interpreter,
             dry_run=dry_run,
             jobs=scan.jobs,
-            on_plan=lambda plans: (
-                click.echo(render_plan(plans, dry_run=dry_run), nl=False)
-                if any(p.changes for p in plans)
-                else None
-            ),
+            on_plan=lambda plans: _on_env_plan(plans, dry_run),
         )
     except api.RepairIncomplete as e:
         click.echo(render_missing(e.plans), nl=False, err=True)
