@@ -43,7 +43,7 @@ class VenvConfig:
     home: str | None  # the directory of the interpreter the venv was made from
     executable: str | None  # Python 3.11+ venv and virtualenv: the interpreter itself
     version: str | None  # "3.11.7" (``version`` of venv, ``version_info`` of uv and virtualenv)
-    creator: str  # "uv 0.13.9", "virtualenv 20.26.0" or "venv"
+    creator: str  # "uv 0.13.9", "virtualenv 20.26.0" or "python -m venv"
     include_system_site_packages: bool
     raw: tuple[tuple[str, str], ...]
 
@@ -79,7 +79,7 @@ def read_pyvenv_cfg(path: Path) -> VenvConfig:
     elif "virtualenv" in keys:
         creator = f"virtualenv {keys['virtualenv']}"
     else:
-        creator = "venv"
+        creator = "python -m venv"
     return VenvConfig(
         home=keys.get("home") or None,
         executable=keys.get("executable") or keys.get("base-executable") or None,

@@ -215,6 +215,8 @@ def scan_environment(path: Path | str, *, jobs: int | None = None) -> EnvScan:
     more = _missing_warnings(installed, missing)
     scans: list[WheelScan] = []
     owners: list[Distribution | None] = []
+    # a distribution whose only binaries are Windows ones (pip's and setuptools' launchers) is left out
+    found = {k: v for k, v in found.items() if any(not isinstance(b, UnsupportedBinary) for b in v)}
     for i, d in enumerate(installed.distributions):
         if i in found:
             scans.append(_scan_of(d, _tree(layout, d.site, extra), found[i], [*d.warnings, *more.get(i, [])]))
