@@ -281,7 +281,7 @@ def check_env(env: EnvAnalysis, target: str = "nix", *, allow: Sequence[str] = (
         wheel=env.layout.given,
         soname=Path(interp.loader or "").name or None,
         members=(interp.real_path,),
-        message=f"the interpreter {interp.real_path}: {interpreter_advice(interp)}",
+        message=f"the interpreter {interp.real_path}: {interpreter_advice(interp, env.layout.given)}",
     )
     return CheckResult(result.target, result.allow, (first, *result.findings))
 

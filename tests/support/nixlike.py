@@ -57,9 +57,14 @@ def interpreter_libs(python: Path) -> list[str]:
 
 
 def run_nix_like(
-    argv: Sequence[str | Path], *, python: Path, env: dict[str, str] | None = None
+    argv: Sequence[str | Path],
+    *,
+    python: Path,
+    env: dict[str, str] | None = None,
+    keep: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``argv`` in a mount namespace where HOST_LIB holds only glibc and what ``python`` needs."""
+    """Run ``argv`` in a mount namespace where HOST_LIB holds only glibc and what ``python`` needs (and the
+    file names in ``keep``: what the interpreter's own stdlib extensions load, such as libffi for ctypes)."""
     if os.geteuid() != 0:
         unavailable("the Nix-like namespace needs root (unshare -m, mount --bind)")
     unshare = require_tool("unshare")
@@ -67,11 +72,11 @@ def run_nix_like(
     if not HOST_LIB.is_dir():
         unavailable(f"{HOST_LIB} is not this host's library directory")
     with tempfile.TemporaryDirectory(prefix="wheelfix-nixlike-") as tmp:
-        keep = Path(tmp) / "lib"
-        keep.mkdir()
-        for name in interpreter_libs(python):
+        libdir = Path(tmp) / "lib"
+        libdir.mkdir()
+        for name in sorted({*interpreter_libs(python), *keep}):
             if (HOST_LIB / name).exists():
-                shutil.copy2(HOST_LIB / name, keep / name)  # follows symlinks: real files
+                shutil.copy2(HOST_LIB / name, libdir / name)  # follows symlinks: real files
         empty_file = Path(tmp) / "empty"
         empty_file.write_bytes(b"")
         empty_dir = Path(tmp) / "empty.d"
@@ -82,6 +87,6 @@ def run_nix_like(
             'if [ -d /usr/local/lib ]; then mount --bind "$2" /usr/local/lib; fi; '
             f'mount --bind "$3" {HOST_LIB}; shift 3; exec "$@"'
         )
-        cmd = [unshare, "-m", "/bin/sh", "-c", script, "sh", str(empty_file), str(empty_dir), str(keep)]
+        cmd = [unshare, "-m", "/bin/sh", "-c", script, "sh", str(empty_file), str(empty_dir), str(libdir)]
         cmd += [str(a) for a in argv]
         return subprocess.run(cmd, capture_output=True, text=True, check=False, env=env, timeout=300)

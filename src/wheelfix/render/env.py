@@ -24,18 +24,18 @@ __all__ = ["interpreter_advice", "render_env"]
 _ARROW = "->"
 
 
-def interpreter_advice(interp: Interpreter) -> str:
-    """What to do about an interpreter whose loader this host lacks."""
+def interpreter_advice(interp: Interpreter, env: str = "ENV") -> str:
+    """What to do about an interpreter whose loader this host lacks (``env``: the environment, as given)."""
     return (
         f"its loader {interp.loader} is not on this host and it is not from /nix/store, so it cannot start "
         "here and nothing in this environment loads. On NixOS, enable nix-ld, which serves that loader "
-        "(`wheelfix nix --flavor nix-ld ENV` gives programs.nix-ld.libraries for the libraries below), or "
+        f"(`wheelfix nix --flavor nix-ld {env}` gives programs.nix-ld.libraries for the libraries below), or "
         'make the venv with a Nix Python: uv venv --python "$(command -v python3)" (and '
         "UV_PYTHON_DOWNLOADS=never)"
     )
 
 
-def _interpreter_lines(interp: Interpreter | None) -> list[str]:
+def _interpreter_lines(interp: Interpreter | None, env: str) -> list[str]:
     if interp is None:
         return ["  interpreter: not known (a bare site-packages directory)"]
     if interp.problem is not None:
@@ -49,7 +49,7 @@ def _interpreter_lines(interp: Interpreter | None) -> list[str]:
         parts.append(f"{interp.libpython} at {where}")
     lines = [f"  interpreter {interp.real_path}: {'; '.join(parts)}"]
     if interp.cannot_start:
-        lines.append(f"  CANNOT START: {interpreter_advice(interp)}")
+        lines.append(f"  CANNOT START: {interpreter_advice(interp, env)}")
     return lines
 
 
@@ -110,7 +110,7 @@ def render_env(env: EnvAnalysis, plan: NixPlan, *, verbose: bool = False) -> str
     with_binaries = sum(1 for w in env.analysis.wheels if env.owner(w) is not None)
     lines = [
         f"{layout.given}: {layout.kind}{made}{version}",
-        *_interpreter_lines(interp),
+        *_interpreter_lines(interp, layout.given),
         f"  {len(env.distributions)} distributions, {with_binaries} with binaries; {binaries} binaries"
         + (f", {len(env.unrecorded)} not in any RECORD" if env.unrecorded else ""),
     ]
