@@ -26,10 +26,10 @@ import pytest
 from tests.support import synthetic as generate
 from tests.support.cli import RunCli, fresh_venv
 from tests.support.nix import nix_add, nix_env, run
-from tests.support.nixlike import run_nix_like
+from tests.support.nixlike import interpreter_libs, run_nix_like
 from tests.support.oracles import readelf
 from tests.support.prereq import unavailable
-from tests.support.realwheels import fetch
+from tests.support.realwheels import fetch, load_manifest
 
 # pinned like tests/support/realwheels.json's entries (fetched with pip, checked by sha256 and size)
 KIWISOLVER = {
@@ -329,3 +329,59 @@ def test_environment_in_the_store_is_refused(
     assert refused.returncode == 2
     assert "read-only by design" in refused.stderr
     assert run(["nix-store", "--verify-path", in_store], env=nix_env()).returncode == 0
+
+
+BIG = ("numpy", "scipy", "pyarrow", "opencv-python-headless", "pillow")
+BIG_IMPORT = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "import numpy, scipy.linalg, scipy.sparse, pyarrow.compute, cv2, PIL.Image; "
+    "assert numpy.linalg.inv(numpy.eye(2))[0, 0] == 1.0; print(open('/proc/self/maps').read())"
+)
+
+
+def ctypes_libs(python: Path) -> list[str]:
+    """What the interpreter's own _ctypes extension loads from the host (libffi): a Nix Python has it in
+    the store; scipy imports ctypes."""
+    where = subprocess.run(
+        [str(python), "-I", "-S", "-c", "import _ctypes; print(_ctypes.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    return interpreter_libs(Path(where))
+
+
+@pytest.mark.network
+def test_real_scientific_venv_repaired_in_place(
+    run_cli: RunCli, store: dict[str, str], tmp_path: Path
+) -> None:
+    """numpy, scipy, pyarrow, opencv and pillow (the pinned real wheels of the corpus, C++ and Fortran);
+    on the Nix-like host they import only after the repair, with libstdc++/libgcc_s/libz from the store."""
+    if sys.version_info[:2] != (3, 11):
+        unavailable("the pinned real wheels are cp311")
+    entries = {e["name"]: e for e in load_manifest()}
+    venv = fresh_venv(tmp_path / "venv", [fetch(entries[name]) for name in BIG])
+    python = venv / "bin" / "python"
+    keep = ctypes_libs(python)
+    before = run_nix_like(
+        [python, "-I", "-S", "-c", BIG_IMPORT, site_of(venv)], python=python.resolve(), keep=keep
+    )
+    assert before.returncode != 0
+    assert "cannot open shared object file" in before.stderr
+    repaired = run_cli(
+        "repair",
+        "--in-place",
+        venv,
+        "--lib-path",
+        f"{store['zlib']}/lib",
+        "--lib-path",
+        f"{store['gcclib']}/lib",
+    )
+    assert repaired.returncode == 0, repaired.stderr
+    after = run_nix_like(
+        [python, "-I", "-S", "-c", BIG_IMPORT, site_of(venv)], python=python.resolve(), keep=keep
+    )
+    assert after.returncode == 0, after.stderr
+    for lib in (f"{store['gcclib']}/lib/libstdc++.so.6", f"{store['zlib']}/lib/libz.so.1"):
+        assert lib in after.stdout
+    assert run_cli("check", venv).returncode == 0
