@@ -219,18 +219,37 @@ def test_pip_venv_repaired_in_place_imports_on_a_nix_like_host(
     assert (site / KIWI_EXT).exists() is False and (site / "consumer").is_dir()
 
 
-def uv_tool() -> str:
-    here = Path(sys.executable).parent / "uv"  # the test extra installs uv from PyPI into this venv
-    if here.is_file():
-        return str(here)
-    unavailable("uv is not installed next to this interpreter (pip install uv)")
+UV = {
+    "name": "uv",
+    "version": "0.13.9",
+    "filename": "uv-0.13.9-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+    "sha256": "d7f459fe4fd247d830351c75686d3996ace3c6f3f728eb0e85a30b7ada0cef19",
+    "size": 17606939,
+    "why": "`uv venv` and `uv pip install` make the environment users get from uv",
+}
+
+
+@pytest.fixture(scope="module")
+def uv_tool(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """PyPI's uv (pinned), in a scratch venv (the test extra stays what the flake's devShell has)."""
+    scratch = tmp_path_factory.mktemp("uv-tool") / "venv"
+    fresh_venv(scratch, [fetch(UV)])
+    tool = scratch / "bin" / "uv"
+    if not tool.is_file():
+        unavailable(f"the uv wheel installed no {tool}")
+    return str(tool)
 
 
 @pytest.mark.network
 def test_uv_venv_repaired_in_place_keeps_uv_cache_and_running_processes(
-    run_cli: RunCli, wheels: dict[str, Path], real: dict[str, Path], store: dict[str, str], tmp_path: Path
+    run_cli: RunCli,
+    wheels: dict[str, Path],
+    real: dict[str, Path],
+    store: dict[str, str],
+    uv_tool: str,
+    tmp_path: Path,
 ) -> None:
-    uv = uv_tool()
+    uv = uv_tool
     env = {
         **os.environ,
         "UV_CACHE_DIR": str(tmp_path / "uv-cache"),
