@@ -38,13 +38,18 @@ from wheelfix.api import (
     RepairIncomplete,
     RepairResult,
     check,
+    check_env,
     inspect,
+    inspect_env,
     lookup,
     nix_fragment,
     plan_repair,
     repair,
+    repair_env,
     write_repaired,
 )
+from wheelfix.env.inplace import ChangedFile, InPlaceResult
+from wheelfix.env.model import EnvAnalysis
 from wheelfix.errors import BadInput, Error, Findings, OutputError, Problem, UsageError
 from wheelfix.nixkb.kb import Answer, Candidate
 from wheelfix.repair.plan import ElfEdit, MachOEdit, Missing, NoRoom, SliceEdit, Strategy, WheelPlan
@@ -58,11 +63,14 @@ __all__ = [
     "BinaryFormat",
     "BinaryKind",
     "Candidate",
+    "ChangedFile",
     "CheckResult",
     "ElfEdit",
+    "EnvAnalysis",
     "Error",
     "Finding",
     "Findings",
+    "InPlaceResult",
     "Library",
     "Limits",
     "MachOEdit",
@@ -87,10 +95,13 @@ __all__ = [
     "WheelPlan",
     "__version__",
     "check",
+    "check_env",
     "inspect",
+    "inspect_env",
     "lookup",
     "nix_fragment",
     "plan_repair",
     "repair",
+    "repair_env",
     "write_repaired",
 ]

@@ -13,12 +13,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from wheelfix.analysis.check import CheckResult, run_check
+from wheelfix.analysis.check import CheckResult, Finding, Severity, run_check
 from wheelfix.analysis.model import Analysis
+from wheelfix.env.inplace import InPlaceResult, refuse_store, repair_in_place
+from wheelfix.env.model import EnvAnalysis
+from wheelfix.env.scan import inspect_environment
 from wheelfix.errors import Findings, UsageError
 from wheelfix.nixkb.kb import Answer, Candidate, KnowledgeBase
 from wheelfix.pipeline import Pipeline
+from wheelfix.render.env import interpreter_advice
 from wheelfix.render.nix import FLAVORS, Flavor, NixPlan, plan_nix, render_nix
+from wheelfix.render.nix_impure import IMPURE_FLAVORS, ImpureFlavor, render_impure
 from wheelfix.repair.libindex import LibIndex, dirs_from_env
 from wheelfix.repair.plan import WheelPlan
 from wheelfix.repair.plan import plan_repair as _plan
@@ -29,11 +34,14 @@ __all__ = [
     "RepairIncomplete",
     "RepairResult",
     "check",
+    "check_env",
     "inspect",
+    "inspect_env",
     "lookup",
     "nix_fragment",
     "plan_repair",
     "repair",
+    "repair_env",
     "write_repaired",
 ]
 
@@ -226,7 +234,7 @@ class NixFragment:
     provides (listed in a comment of ``text``)."""
 
     text: str
-    flavor: Flavor
+    flavor: Flavor | ImpureFlavor
     plan: NixPlan
 
     @property
@@ -235,18 +243,89 @@ class NixFragment:
 
 
 def nix_fragment(
-    analysis: Analysis,
+    analysis: Analysis | EnvAnalysis,
     flavor: str = "uv2nix",
     *,
     data: PathLike | None = None,
     preferences: PathLike | None = None,
 ) -> NixFragment:
-    """The Nix that gives the Python packages of ``analysis`` the nixpkgs libraries they need, in the shape
-    of ``flavor``: ``uv2nix`` (pyproject.nix overlay), ``poetry2nix``, ``nixpkgs`` (buildPythonPackage
-    attributes) or ``plain`` (a list of packages)."""
+    """The Nix that gives the Python packages of ``analysis`` (wheels, or an installed environment) the
+    nixpkgs libraries they need, in the shape of ``flavor``: ``uv2nix`` (pyproject.nix overlay),
+    ``poetry2nix``, ``nixpkgs`` (buildPythonPackage attributes), ``plain`` (a list of packages), or for
+    impure setups ``devshell`` (a mkShell setting LD_LIBRARY_PATH) and ``nix-ld`` (NixOS's
+    programs.nix-ld.libraries, and the NIX_LD_LIBRARY_PATH form for a shell)."""
+    if isinstance(analysis, EnvAnalysis):
+        analysis = analysis.analysis
+    kb = KnowledgeBase.load(Path(data) if data else None, Path(preferences) if preferences else None)
+    impure = next((f for f in IMPURE_FLAVORS if f == flavor), None)
+    if impure is not None:
+        plan = plan_nix(analysis, kb)
+        return NixFragment(render_impure(plan, impure), impure, plan)
     chosen = next((f for f in FLAVORS if f == flavor), None)
     if chosen is None:
-        raise UsageError(f"unknown flavor {flavor!r}: use one of {', '.join(FLAVORS)}")
-    kb = KnowledgeBase.load(Path(data) if data else None, Path(preferences) if preferences else None)
+        raise UsageError(f"unknown flavor {flavor!r}: use one of {', '.join((*FLAVORS, *IMPURE_FLAVORS))}")
     plan = plan_nix(analysis, kb)
     return NixFragment(render_nix(plan, chosen), chosen, plan)
+
+
+# --- installed environments (wheelfix.env) ----------------------------------------------------------------
+
+
+def inspect_env(env: PathLike, *, jobs: int | None = None) -> EnvAnalysis:
+    """Read the installed environment at ``env`` — a venv (``pyvenv.cfg``), a site-packages directory or a
+    prefix — and resolve every need of its binaries on its real tree, against its interpreter. Distributions
+    are found through ``*.dist-info/RECORD``; binaries no RECORD lists (editable installs, files added by
+    hand) are read too (``EnvAnalysis.unrecorded``). Each binary is memory-mapped, never copied."""
+    return inspect_environment(Path(env), jobs=jobs)
+
+
+def check_env(env: EnvAnalysis, target: str = "nix", *, allow: Sequence[str] = ()) -> CheckResult:
+    """:func:`check` of an environment's distributions; for ``nix``, an interpreter that cannot start here
+    (not from /nix/store, loader missing) is one more error, said first (code ``interpreter-loader``)."""
+    result = run_check(env.analysis, target, allow)
+    interp = env.interpreter
+    if target != "nix" or interp is None or not interp.cannot_start:
+        return result
+    first = Finding(
+        severity=Severity.ERROR,
+        code="interpreter-loader",
+        wheel=env.layout.given,
+        soname=Path(interp.loader or "").name or None,
+        members=(interp.real_path,),
+        message=f"the interpreter {interp.real_path}: {interpreter_advice(interp, env.layout.given)}",
+    )
+    return CheckResult(result.target, result.allow, (first, *result.findings))
+
+
+def repair_env(
+    env: PathLike | EnvAnalysis,
+    *,
+    lib_paths: Sequence[PathLike] = (),
+    from_env: bool = False,
+    environ: Mapping[str, str] | None = None,
+    allow: Sequence[str] = (),
+    rpath_kind: str = "keep",
+    interpreter: str | None = None,
+    dry_run: bool = False,
+    jobs: int | None = None,
+    on_plan: Callable[[tuple[WheelPlan, ...]], None] | None = None,
+) -> InPlaceResult:
+    """Repair the installed environment ``env`` in place: its binaries get RUNPATH / PT_INTERP (ELF) or
+    install names / LC_RPATHs (Mach-O, re-signed) pointing at the libraries of ``lib_paths`` — library
+    directories, such as the ``lib`` directories of store paths (what ``--nixpkgs`` realises). Every edit is
+    planned and checked before any file is replaced; each file is replaced by a rename (mode and owner
+    kept), the changed distributions' RECORD rows are updated and their repair manifest written, so
+    ``pip uninstall`` keeps working. A second run changes nothing. Raises :class:`RepairIncomplete` when a
+    required need has no library, and :class:`~wheelfix.errors.UsageError` for an environment in
+    /nix/store."""
+    if rpath_kind not in ("keep", "runpath", "rpath"):
+        raise UsageError(f"rpath_kind must be keep, runpath or rpath, not {rpath_kind!r}")
+    analysed = env if isinstance(env, EnvAnalysis) else inspect_env(env, jobs=jobs)
+    refuse_store(analysed)
+    index = _lib_index(lib_paths, from_env, environ)
+    plans = _plan(analysed.analysis, index, allow=allow, rpath_kind=rpath_kind, interpreter=interpreter)
+    if not all(plan.complete for plan in plans):
+        raise RepairIncomplete(plans)
+    if on_plan is not None:
+        on_plan(plans)
+    return repair_in_place(analysed, plans, dry_run=dry_run)

@@ -12,6 +12,11 @@ some earlier object loaded it; it is reported as bundled/other_wheel with ``reac
 
 Loaders are approximated by every binary of the set that needs a binary (ld.so uses the first one).
 
+An installed environment (:mod:`wheelfix.env`) is resolved by the same rules over its *real* tree: each
+scan's :class:`~wheelfix.wheel.archive.InstallTree` gives its directories, ``$ORIGIN`` is the binary's real
+directory, and an absolute entry is searched when it lies inside the environment (its prefix, or a directory
+an editable install adds); the host's library directories are never searched, as on NixOS.
+
 Mach-O members follow dyld's rules, per architecture slice (a candidate must have a slice of the same arch):
   * ``@loader_path/x``: the binary's own directory in the virtual tree;
   * ``@executable_path/x``: the directory of the main executable — for an extension module that is the
@@ -49,7 +54,7 @@ from wheelfix.analysis.model import (
 from wheelfix.analysis.policy import is_glibc, is_gpu_driver, is_libpython, manylinux_allowlist
 from wheelfix.analysis.scan import ElfMember, MachOMember, WheelScan
 from wheelfix.binfmt.macho.reader import MachOSlice
-from wheelfix.wheel.archive import VIRTUAL_PREFIX, virtual_dir
+from wheelfix.wheel.archive import InstallTree
 from wheelfix.wheel.manifest import RepairManifest
 
 __all__ = ["BUILD_MACHINE_PREFIXES", "NIX_STORE", "analyze", "elf_kind", "macho_kind"]
@@ -144,9 +149,10 @@ def _python_version(scans: Sequence[WheelScan]) -> str:
     return versions[0] if versions else "3"
 
 
-def analyze(scans: Sequence[WheelScan]) -> Analysis:
-    """Resolve every binary of every wheel against the whole set."""
-    pyver = _python_version(scans)
+def analyze(scans: Sequence[WheelScan], *, python_version: str | None = None) -> Analysis:
+    """Resolve every binary of every wheel against the whole set. ``python_version``: the X.Y of the
+    environment (an installed one knows it; for wheels it comes from their tags)."""
+    pyver = python_version or _python_version(scans)
     elf = _analyze_elf(scans, pyver)
     macho = _analyze_macho(scans, pyver)
     return Analysis(
@@ -206,7 +212,8 @@ class _Node:
     wheel_index: int
     wheel: str  # file name
     binary: ElfMember
-    abspath: str  # in the virtual tree
+    abspath: str  # in the install tree (virtual for a wheel, real for an installed distribution)
+    tree: InstallTree
 
     @property
     def origin(self) -> str:
@@ -217,7 +224,11 @@ def _node_key(n: _Node) -> tuple[str, str]:
     return (n.wheel, n.binary.member)
 
 
-def _expand(kind: SearchKind, entry: str, origin: str) -> SearchDir:
+def _outside(tree: InstallTree) -> str:
+    return "absolute path outside the environment" if tree.real else "absolute path outside the wheels"
+
+
+def _expand(kind: SearchKind, entry: str, origin: str, tree: InstallTree) -> SearchDir:
     if entry == "":
         return SearchDir(kind, entry, None, "empty entry means the current directory")
     if _OTHER_TOKEN.search(entry):
@@ -227,9 +238,9 @@ def _expand(kind: SearchKind, entry: str, origin: str) -> SearchDir:
     if not path.startswith("/"):
         return SearchDir(kind, entry, None, "relative to the current directory")
     path = posixpath.normpath(path)
-    if not has_origin:
-        return SearchDir(kind, entry, None, "absolute path outside the wheels (not searched)")
-    if path != VIRTUAL_PREFIX and not path.startswith(VIRTUAL_PREFIX + "/"):
+    if not tree.contains(path):
+        if not has_origin:
+            return SearchDir(kind, entry, None, _outside(tree) + " (not searched)")
         return SearchDir(kind, entry, None, "leaves the install prefix")
     return SearchDir(kind, entry, path, None)
 
@@ -237,16 +248,16 @@ def _expand(kind: SearchKind, entry: str, origin: str) -> SearchDir:
 def _own_dirs(node: _Node, kind: SearchKind, value: str | None) -> list[SearchDir]:
     if value is None:
         return []
-    return [_expand(kind, e, node.origin) for e in value.split(":")]
+    return [_expand(kind, e, node.origin, node.tree) for e in value.split(":")]
 
 
 class _Resolver:
     def __init__(self, scans: Sequence[WheelScan], pyver: str) -> None:
         self.nodes: list[_Node] = []
         for i, scan in enumerate(scans):
+            tree = scan.install_tree(pyver)
             for b in scan.elf:
-                base = virtual_dir(b.location.scheme, pyver, scan.meta.name)
-                self.nodes.append(_Node(i, scan.meta.filename, b, posixpath.join(base, b.location.path)))
+                self.nodes.append(_Node(i, scan.meta.filename, b, tree.path(b.location), tree))
         self.by_dir: dict[str, dict[str, list[_Node]]] = {}
         self.by_soname: dict[str, list[_Node]] = {}
         # sorted, so that which of two conflicting files wins does not depend on the order of the inputs
@@ -301,7 +312,7 @@ class _Resolver:
                     if pin.resolution is not None:
                         return pin.resolution, None
                     return Resolution(Outcome.UNRESOLVED, f"absolute path in the store{pin.note}"), None
-                return Resolution(Outcome.UNRESOLVED, "absolute path outside the wheels"), None
+                return Resolution(Outcome.UNRESOLVED, _outside(node.tree)), None
             return Resolution(Outcome.UNRESOLVED, "path relative to the current directory"), None
         for d in dirs:
             if d.path is None:
@@ -425,6 +436,7 @@ class _MNode:
     binary: MachOMember
     sl: MachOSlice
     abspath: str
+    tree: InstallTree
 
     @property
     def origin(self) -> str:
@@ -435,15 +447,11 @@ class _MNode:
         return self.sl.filetype == "execute"
 
 
-def _in_prefix(path: str) -> bool:
-    return path == VIRTUAL_PREFIX or path.startswith(VIRTUAL_PREFIX + "/")
-
-
 def _expand_rpath(kind: SearchKind, entry: str, node: _MNode) -> SearchDir:
     if entry.startswith("@loader_path") or (node.is_executable and entry.startswith("@executable_path")):
         rest = entry.partition("/")[2]
         path = posixpath.normpath(posixpath.join(node.origin, rest))
-        if not _in_prefix(path):
+        if not node.tree.contains(path):
             return SearchDir(kind, entry, None, "leaves the install prefix")
         return SearchDir(kind, entry, path, None)
     if entry.startswith("@executable_path"):
@@ -452,20 +460,22 @@ def _expand_rpath(kind: SearchKind, entry: str, node: _MNode) -> SearchDir:
         return SearchDir(kind, entry, None, "unknown @ token")
     if not entry.startswith("/"):
         return SearchDir(kind, entry, None, "relative to the current directory")
+    if node.tree.contains(posixpath.normpath(entry)):  # an installed environment's own directory
+        return SearchDir(kind, entry, posixpath.normpath(entry), None)
     if entry.startswith(BUILD_MACHINE_PREFIXES):
         return SearchDir(kind, entry, None, "absolute path on the build machine (not searched)")
-    return SearchDir(kind, entry, None, "absolute path outside the wheels (not searched)")
+    return SearchDir(kind, entry, None, _outside(node.tree) + " (not searched)")
 
 
 class _MachOResolver:
     def __init__(self, scans: Sequence[WheelScan], pyver: str) -> None:
         self.nodes: list[_MNode] = []
         for i, scan in enumerate(scans):
+            tree = scan.install_tree(pyver)
             for m in scan.macho:
-                base = virtual_dir(m.location.scheme, pyver, scan.meta.name)
-                path = posixpath.join(base, m.location.path)
+                path = tree.path(m.location)
                 for sl in m.macho.slices:
-                    self.nodes.append(_MNode(i, scan.meta.filename, m, sl, path))
+                    self.nodes.append(_MNode(i, scan.meta.filename, m, sl, path, tree))
         self.by_path: dict[str, list[_MNode]] = {}
         self.by_name: dict[str, list[_MNode]] = {}
         self.manifests = [s.manifest for s in scans]
@@ -565,7 +575,7 @@ class _MachOResolver:
             if name.startswith(BUILD_MACHINE_PREFIXES):
                 detail = "absolute path on the build machine (leaked install name; absent on other hosts)"
             else:
-                detail = "absolute path outside the wheels"
+                detail = _outside(node.tree)
             return self._unreachable(node, name, detail), None
         return self._unreachable(
             node, name, "relative install name: dyld looks in the current directory"

@@ -29,10 +29,12 @@ from wheelfix.wheel.archive import (
     DEFAULT_LIMITS,
     CorruptMember,
     InstallLocation,
+    InstallTree,
     Limits,
     WheelArchive,
     WheelIdentity,
     WheelMeta,
+    virtual_tree,
 )
 from wheelfix.wheel.manifest import MANIFEST_NAME, ManifestError, RepairManifest
 
@@ -92,6 +94,13 @@ class WheelScan:
     identity: WheelIdentity  # of the file scanned: a later open must find the same
     warnings: tuple[Problem, ...] = ()  # deviations installers accept (refused with Limits.strict)
     manifest: RepairManifest | None = None  # what an earlier wheelfix repair did (dist-info/wheelfix.json)
+    # where the members are: None for a wheel (the virtual tree), the real directories for a distribution
+    # installed in an environment (wheelfix.env), whose RECORD paths are then the members
+    tree: InstallTree | None = None
+
+    def install_tree(self, pyver: str) -> InstallTree:
+        """The tree the resolver lays this scan's members out in."""
+        return self.tree if self.tree is not None else virtual_tree(pyver, self.meta.name)
 
 
 def default_jobs() -> int:

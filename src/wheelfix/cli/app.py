@@ -17,6 +17,7 @@ from wheelfix import __version__, api
 from wheelfix.analysis.check import UnknownTarget, parse_target
 from wheelfix.analysis.model import Analysis
 from wheelfix.analysis.scan import WheelScan
+from wheelfix.env.model import UNRECORDED, EnvAnalysis
 from wheelfix.errors import (
     EXIT_BAD_INPUT,
     EXIT_FINDINGS,
@@ -26,8 +27,11 @@ from wheelfix.errors import (
     Error,
     OutputError,
 )
+from wheelfix.render.env import render_env
 from wheelfix.render.github import render_github
 from wheelfix.render.jsondoc import check_document, dumps, inspect_document
+from wheelfix.render.nix import FLAVORS, plan_nix
+from wheelfix.render.nix_impure import IMPURE_FLAVORS
 from wheelfix.render.text import render_check, render_inspect, render_missing, render_plan
 from wheelfix.repair.plan import WheelPlan
 from wheelfix.wheel.archive import DEFAULT_LIMITS, Limits
@@ -132,6 +136,28 @@ def _analyze(scan: ScanOptions) -> Analysis:
     return analysis
 
 
+def _environment(scan: ScanOptions) -> Path | None:
+    """The installed environment given instead of wheels (a directory), or None for wheels."""
+    dirs = [w for w in scan.wheels if w.is_dir()]
+    if not dirs:
+        return None
+    if len(scan.wheels) > 1:
+        raise click.BadParameter(
+            f"{dirs[0]} is a directory: give one installed environment (a venv, site-packages or prefix), "
+            "or wheels",
+            param_hint="WHEELS",
+        )
+    return dirs[0]
+
+
+def _inspect_env(path: Path, scan: ScanOptions) -> EnvAnalysis:
+    env = api.inspect_env(path, jobs=scan.jobs)
+    for problem in env.scan.warnings:
+        click.echo(f"wheelfix: warning: {problem}", err=True)
+    _warn(env.analysis)
+    return env
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="wheelfix")
 def cli() -> None:
@@ -148,8 +174,21 @@ def cli() -> None:
 def inspect(scan: ScanOptions, as_json: bool, verbose: bool) -> None:
     """Report what the binaries in WHEELS need and where each need resolves.
 
-    Wheels given together are resolved against each other, as if installed in one environment.
+    Wheels given together are resolved against each other, as if installed in one environment. Given one
+    installed environment instead (a venv, a site-packages directory or a prefix), report its interpreter
+    and, per distribution, the libraries it needs from outside and the nixpkgs packages that provide them.
     """
+    env_path = _environment(scan)
+    if env_path is not None:
+        env = _inspect_env(env_path, scan)
+        if as_json:
+            click.echo(dumps(inspect_document(env.analysis)), nl=False)
+        else:
+            from wheelfix.nixkb.kb import KnowledgeBase
+
+            plan = plan_nix(env.analysis, KnowledgeBase.load())
+            click.echo(render_env(env, plan, verbose=verbose), nl=False)
+        return
     analysis = _analyze(scan)
     click.echo(
         dumps(inspect_document(analysis)) if as_json else render_inspect(analysis, verbose=verbose), nl=False
@@ -177,12 +216,16 @@ def check(
     allow: tuple[str, ...],
     fmt: str,
 ) -> None:
-    """Exit 1 if WHEELS are not portable to TARGET, 0 if they are."""
+    """Exit 1 if WHEELS (or one installed environment) are not portable to TARGET, 0 if they are."""
     try:
         parse_target(target)  # before the (possibly long) scan
     except UnknownTarget as e:
         raise click.BadParameter(str(e), param_hint="--target") from None
-    result = api.check(_analyze(scan), target, allow=allow)
+    env_path = _environment(scan)
+    if env_path is not None:
+        result = api.check_env(_inspect_env(env_path, scan), target, allow=allow)
+    else:
+        result = api.check(_analyze(scan), target, allow=allow)
     if fmt == "json":
         click.echo(dumps(check_document(result)), nl=False)
     elif fmt == "github":
@@ -199,8 +242,14 @@ def check(
     "-o",
     "outdir",
     type=click.Path(path_type=Path, file_okay=False),
-    required=True,
+    default=None,
     help="Where the repaired wheels go (same file names). Never the input's directory.",
+)
+@click.option(
+    "--in-place",
+    is_flag=True,
+    help="Repair one installed environment (a venv, site-packages or prefix) where it is: each binary is "
+    "replaced by a rename, RECORD rows and the repair manifest are updated; all or nothing.",
 )
 @click.option(
     "--lib-path",
@@ -247,7 +296,8 @@ def check(
 )
 def repair(
     scan: ScanOptions,
-    outdir: Path,
+    outdir: Path | None,
+    in_place: bool,
     lib_paths: tuple[Path, ...],
     from_env: bool,
     allow: tuple[str, ...],
@@ -257,7 +307,22 @@ def repair(
     rpath_kind: str,
     compression_level: int,
 ) -> None:
-    """Write copies of WHEELS whose binaries find their libraries in the --lib-path directories."""
+    """Write copies of WHEELS whose binaries find their libraries in the --lib-path directories.
+
+    With --in-place, repair one installed environment instead.
+    """
+    if in_place:
+        if outdir is not None:
+            raise click.BadParameter("--in-place writes no copies: drop -o", param_hint="-o")
+        _repair_env(scan, lib_paths, from_env, allow, dry_run, interpreter, rpath_kind)
+        return
+    if outdir is None:
+        raise click.BadParameter("give the output directory (-o DIR), or --in-place for an environment")
+    if _environment(scan) is not None:
+        raise click.BadParameter(
+            f"{scan.wheels[0]} is a directory: repair an installed environment with --in-place",
+            param_hint="WHEELS",
+        )
     for w in scan.wheels:
         if w.exists() and outdir.exists() and outdir.resolve() == w.resolve().parent:
             raise click.BadParameter(
@@ -286,6 +351,58 @@ def repair(
     for r in results:
         if r.output is not None:
             click.echo(f"wrote {r.output}")
+
+
+def _on_env_plan(plans: tuple[WheelPlan, ...], dry_run: bool) -> None:
+    changing = [p for p in plans if p.changes]  # an environment's other distributions are not listed
+    if changing:
+        click.echo(render_plan(changing, dry_run=dry_run), nl=False)
+
+
+def _repair_env(
+    scan: ScanOptions,
+    lib_paths: tuple[Path, ...],
+    from_env: bool,
+    allow: tuple[str, ...],
+    dry_run: bool,
+    interpreter: str | None,
+    rpath_kind: str,
+) -> None:
+    path = _environment(scan)
+    if path is None:
+        raise click.BadParameter(
+            "--in-place takes one installed environment (a venv, site-packages or prefix), not wheels",
+            param_hint="WHEELS",
+        )
+    env = _inspect_env(path, scan)
+    # Seam for `repair --nixpkgs REF`: the library directories it realises go into lib_paths here.
+    try:
+        result = api.repair_env(
+            env,
+            lib_paths=lib_paths,
+            from_env=from_env,
+            allow=allow,
+            rpath_kind=rpath_kind,
+            interpreter=interpreter,
+            dry_run=dry_run,
+            jobs=scan.jobs,
+            on_plan=lambda plans: _on_env_plan(plans, dry_run),
+        )
+    except api.RepairIncomplete as e:
+        click.echo(render_missing(e.plans), nl=False, err=True)
+        sys.exit(EXIT_FINDINGS)
+    if not any(p.changes for p in result.plans):
+        click.echo(f"{path}: nothing to repair")
+        return
+    if dry_run:
+        return
+    dists = sorted({f.distribution or UNRECORDED for f in result.changed})
+    click.echo(f"repaired {len(result.changed)} files of {len(dists)} distributions in {path}")
+    for f in result.changed:
+        if f.matched_record is False:
+            click.echo(
+                f"wheelfix: warning: {f.path} did not match its RECORD hash before the repair", err=True
+            )
 
 
 # --- soname -> nixpkgs knowledge base: `wheelfix db build`, `wheelfix lookup` (wheelfix/nixkb/) ------------
@@ -389,11 +506,12 @@ def lookup(
 @_scan_options
 @click.option(
     "--flavor",
-    type=click.Choice(["uv2nix", "poetry2nix", "nixpkgs", "plain"]),
+    type=click.Choice([*FLAVORS, *IMPURE_FLAVORS]),
     default="uv2nix",
     show_default=True,
     help="uv2nix/pyproject.nix overlay (overrideAttrs), poetry2nix overrides (overridePythonAttrs), "
-    "buildPythonPackage attributes per package, or a plain list of packages.",
+    "buildPythonPackage attributes per package, a plain list of packages; for impure setups a mkShell "
+    "setting LD_LIBRARY_PATH (devshell) or NixOS's programs.nix-ld.libraries (nix-ld).",
 )
 @click.option(
     "--output",
@@ -410,11 +528,14 @@ def nix_fragment(
     data: Path | None,
     preferences: Path | None,
 ) -> None:
-    """Print the Nix that gives the Python packages of WHEELS the nixpkgs libraries they need.
+    """Print the Nix that gives the Python packages of WHEELS (or of one installed environment) the
+    nixpkgs libraries they need.
 
     Exit 1 if some library has no known nixpkgs package (the fragment lists it in a comment).
     """
-    fragment = api.nix_fragment(_analyze(scan), flavor, data=data, preferences=preferences)
+    env_path = _environment(scan)
+    source = _inspect_env(env_path, scan).analysis if env_path is not None else _analyze(scan)
+    fragment = api.nix_fragment(source, flavor, data=data, preferences=preferences)
     if output is None:
         click.echo(fragment.text, nl=False)
     else:

@@ -52,7 +52,9 @@ __all__ = [
     "PatchError",
     "Replacement",
     "patch_elf",
+    "patch_elf_fd",
     "patch_macho",
+    "patch_macho_bytes",
     "patch_wheel",
     "verify_edit",
     "verify_macho_edit",
@@ -106,6 +108,19 @@ def _plan(wheel: str, edit: ElfEdit, data: bytes | mmap.mmap) -> ElfPatch:
         raise BadInput([Problem(wheel, edit.member, f"malformed ELF: {e}")]) from None
 
 
+def patch_elf_fd(fd: int, edit: ElfEdit, display: str) -> ElfPatch:
+    """Edit the ELF file open read-write at ``fd`` (holding the original bytes) as planned, in place, and
+    check the result by re-reading it. ``display``: the file named in errors. The file is read through
+    read-only maps, never copied into memory."""
+    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as view:
+        old = parse_elf(view, scan_strings=False)
+        patch = _plan(display, edit, view)
+    patch.apply_to_fd(fd)
+    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as view:
+        verify_edit(edit, old, view)
+    return patch
+
+
 def patch_elf(archive: WheelArchive, info: zipfile.ZipInfo, edit: ElfEdit, *, level: int = 6) -> Replacement:
     """The checked, patched content of one ELF member: its new bytes (small members), or a spliced deflate
     stream that reuses the member's compressed bytes around the edit."""
@@ -141,12 +156,7 @@ def patch_elf(archive: WheelArchive, info: zipfile.ZipInfo, edit: ElfEdit, *, le
             raise PatchError(f"{member}: {e}") from None
         if crc != info.CRC or size != info.file_size:
             raise PatchError(f"{member}: CRC-32 or size does not match the central directory")
-        with mmap.mmap(tfd, 0, access=mmap.ACCESS_READ) as view:
-            old = parse_elf(view, scan_strings=False)
-            patch = _plan(archive.display, edit, view)
-        patch.apply_to_fd(tfd)
-        with mmap.mmap(tfd, 0, access=mmap.ACCESS_READ) as view:
-            verify_edit(edit, old, view)
+        patch = patch_elf_fd(tfd, edit, archive.display)
         new_crc, sha = hash_fd(tfd, patch.size)
 
         def read_new(offset: int, n: int) -> bytes:
@@ -212,12 +222,17 @@ def patch_macho(archive: WheelArchive, info: zipfile.ZipInfo, edit: MachOEdit) -
         before = b"".join(archive.iter_member(info, check_crc=True))
     except CorruptMember as e:
         raise PatchError(f"{edit.member}: {e}") from None
+    return patch_macho_bytes(before, edit, archive.display)
+
+
+def patch_macho_bytes(before: bytes, edit: MachOEdit, display: str) -> bytes:
+    """The checked, edited (and re-signed) bytes of one Mach-O file; ``display`` names it in errors."""
     try:
         after = edit_macho(before, edit.edits(), name=edit.member)
     except MachOEditError as e:  # NoRoomError included: the planner should have caught it
         raise PatchError(f"{edit.member}: cannot edit: {e}") from None
     except BinaryFormatError as e:
-        raise BadInput([Problem(archive.display, edit.member, f"malformed Mach-O: {e}")]) from None
+        raise BadInput([Problem(display, edit.member, f"malformed Mach-O: {e}")]) from None
     verify_macho_edit(edit, before, after)
     return after
 

@@ -41,7 +41,6 @@ from wheelfix.analysis.resolve import BUILD_MACHINE_PREFIXES
 from wheelfix.binfmt.macho.editor import MachOEdits, slice_room, wants_signature
 from wheelfix.binfmt.macho.reader import MachOSlice
 from wheelfix.repair.libindex import LibIndex
-from wheelfix.wheel.archive import virtual_dir
 from wheelfix.wheel.manifest import ArchRecord, BinaryRecord, RepairManifest
 
 __all__ = [
@@ -218,8 +217,9 @@ class _Found:
 
 @dataclass(frozen=True, slots=True)
 class _Tree:
-    """Where each binary of the wheel set lands in the virtual install tree (see
-    :func:`wheelfix.wheel.archive.virtual_dir`), by (wheel file name, member)."""
+    """Where each binary of the wheel set lands in its install tree (the virtual one of a wheel, see
+    :func:`wheelfix.wheel.archive.virtual_tree`, or an installed environment's), by (wheel file name,
+    member)."""
 
     paths: Mapping[tuple[str, str], str]
 
@@ -227,10 +227,9 @@ class _Tree:
     def of(cls, analysis: Analysis) -> _Tree:
         paths: dict[tuple[str, str], str] = {}
         for w in analysis.wheels:
-            meta = w.scan.meta
+            tree = w.scan.install_tree(analysis.python_version)
             for b in w.scan.elf:
-                base = virtual_dir(b.location.scheme, analysis.python_version, meta.name)
-                paths[(meta.filename, b.member)] = posixpath.join(base, b.location.path)
+                paths[(w.scan.meta.filename, b.member)] = tree.path(b.location)
         return cls(paths)
 
     def origin_dir(self, wheel: str, member: str, provider_wheel: str, provider: str) -> str | None:

@@ -14,6 +14,7 @@ import hashlib
 import io
 import itertools
 import os
+import posixpath
 import re
 import stat
 import zipfile
@@ -31,15 +32,19 @@ from wheelfix.wheel.zipformat import CorruptMember, dist_info_dirs, read_local_h
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "VIRTUAL_PREFIX",
     "CorruptMember",
     "InstallLocation",
+    "InstallTree",
     "Limits",
     "RecordEntry",
     "WheelArchive",
     "WheelIdentity",
     "WheelMeta",
     "install_location",
+    "parse_record",
     "virtual_dir",
+    "virtual_tree",
 ]
 
 _MiB = 1 << 20
@@ -229,6 +234,14 @@ def _parse_record(data: bytes, report: _Report, record_name: str) -> dict[str, R
             continue
         entries[entry.path] = entry
     return entries
+
+
+def parse_record(data: bytes, file: str, record_name: str) -> tuple[dict[str, RecordEntry], list[Problem]]:
+    """A RECORD file's rows by path (an installed distribution's too), and what is wrong with it: problems
+    first, then deviations installers accept (grouped as :class:`_Report` does)."""
+    report = _Report(file, False, [], {})
+    entries = _parse_record(data, report, record_name)
+    return entries, [*report.problems, *report.warnings()]
 
 
 def _record_row(lineno: int, row: list[str], report: _Report, record_name: str) -> RecordEntry | None:
@@ -619,11 +632,45 @@ def virtual_dir(scheme: str, pyver: str, project: str) -> str:
     The layout is a venv's: ``<prefix>/lib/pythonX.Y/site-packages`` for purelib/platlib, ``<prefix>/bin``
     for scripts, ``<prefix>`` for data. The prefix is a placeholder that no real path can match.
     """
+    return virtual_tree(pyver, project).dir(scheme)
+
+
+@dataclass(frozen=True, slots=True)
+class InstallTree:
+    """Where the install schemes of one distribution are: the virtual tree a wheel is resolved in
+    (:func:`virtual_tree`), or the real directories of an installed environment (``real``).
+
+    ``roots``: the directories the resolver may search, ``prefix`` first; a search-path entry that leads
+    outside them is not searched (the host's library directories are not looked at)."""
+
+    prefix: str
+    schemes: tuple[tuple[str, str], ...]  # (scheme, directory) for purelib, platlib, scripts, data, headers
+    real: bool = False
+    roots: tuple[str, ...] = ()
+
+    def dir(self, scheme: str) -> str:
+        for name, directory in self.schemes:
+            if name == scheme:
+                return directory
+        raise KeyError(scheme)
+
+    def path(self, location: InstallLocation) -> str:
+        """The absolute, normalized path a member lands at (an installed RECORD path may hold ``..``)."""
+        return posixpath.normpath(posixpath.join(self.dir(location.scheme), location.path))
+
+    def contains(self, path: str) -> bool:
+        return any(path == r or path.startswith(r.rstrip("/") + "/") for r in (self.prefix, *self.roots))
+
+
+def virtual_tree(pyver: str, project: str) -> InstallTree:
     site = f"{VIRTUAL_PREFIX}/lib/python{pyver}/site-packages"
-    return {
-        "purelib": site,
-        "platlib": site,
-        "scripts": f"{VIRTUAL_PREFIX}/bin",
-        "data": VIRTUAL_PREFIX,
-        "headers": f"{VIRTUAL_PREFIX}/include/python{pyver}/{project}",
-    }[scheme]
+    return InstallTree(
+        VIRTUAL_PREFIX,
+        (
+            ("purelib", site),
+            ("platlib", site),
+            ("scripts", f"{VIRTUAL_PREFIX}/bin"),
+            ("data", VIRTUAL_PREFIX),
+            ("headers", f"{VIRTUAL_PREFIX}/include/python{pyver}/{project}"),
+        ),
+    )
