@@ -20,6 +20,7 @@ from wheelfix.analysis.model import Analysis
 from wheelfix.analysis.resolve import analyze
 from wheelfix.analysis.scan import WheelScan, default_jobs, scan_archive
 from wheelfix.errors import BadInput, OutputError, Problem
+from wheelfix.progress import Phase, Progress, ProgressEvent, report
 from wheelfix.repair.patch import Replacement, patch_wheel
 from wheelfix.repair.plan import WheelPlan
 from wheelfix.wheel.archive import DEFAULT_LIMITS, Limits, WheelArchive
@@ -48,6 +49,7 @@ class Pipeline:
         limits: Limits = DEFAULT_LIMITS,
         jobs: int | None = None,
         scanned: Sequence[WheelScan] | None = None,
+        progress: Progress | None = None,
     ):
         self.paths = tuple(Path(p) for p in paths)
         if not self.paths:
@@ -56,6 +58,7 @@ class Pipeline:
             raise ValueError("one scan per wheel")
         self.limits = limits
         self.jobs = jobs or default_jobs()
+        self.progress = progress  # called on this thread as members are scanned, binaries patched, ...
         self._scanned = scanned
         self._stack = ExitStack()
         self._archives: list[WheelArchive] = []
@@ -64,19 +67,26 @@ class Pipeline:
 
     @classmethod
     def reopen(
-        cls, plans: Sequence[WheelPlan], *, limits: Limits = DEFAULT_LIMITS, jobs: int | None = None
+        cls,
+        plans: Sequence[WheelPlan],
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        jobs: int | None = None,
+        progress: Progress | None = None,
     ) -> Pipeline:
         """A pipeline over the wheels that ``plans`` were made from, opened again (once each) and refused
         unless each is still the very file that was scanned (size, mtime, central directory)."""
         scans = [plan.wheel.scan for plan in plans]
-        return cls([s.path for s in scans], limits=limits, jobs=jobs, scanned=scans)
+        return cls([s.path for s in scans], limits=limits, jobs=jobs, scanned=scans, progress=progress)
 
     def _open_one(self, i: int, path: Path) -> None:
         expect = self._scanned[i] if self._scanned is not None else None
         archive = self._stack.enter_context(
             WheelArchive.open(path, self.limits, expect=expect.identity if expect else None)
         )
-        self._scans.append(expect if expect is not None else scan_archive(archive, jobs=self.jobs))
+        self._scans.append(
+            expect if expect is not None else scan_archive(archive, jobs=self.jobs, progress=self.progress)
+        )
         self._archives.append(archive)
 
     def __enter__(self) -> Pipeline:
@@ -120,7 +130,10 @@ class Pipeline:
     def patch(self, plans: Sequence[WheelPlan], *, level: int = 6) -> list[dict[str, Replacement]]:
         """The patched, verified content of every edited member, for every plan — all before anything is
         written, so a failure in the last wheel leaves no output at all."""
-        return [patch_wheel(self.archive_for(p), p, jobs=self.jobs, level=level) for p in plans]
+        return [
+            patch_wheel(self.archive_for(p), p, jobs=self.jobs, level=level, progress=self.progress)
+            for p in plans
+        ]
 
     def write(
         self,
@@ -138,8 +151,9 @@ class Pipeline:
         except OSError as e:
             raise OutputError(f"{outdir}: cannot create the output directory: {e.strerror}") from None
         written: list[Path] = []
-        for plan, members in zip(plans, patched, strict=True):
+        for n, (plan, members) in enumerate(zip(plans, patched, strict=True)):
             archive = self.archive_for(plan)
+            report(self.progress, ProgressEvent(Phase.WRITE, archive.path.name, n, len(plans), "wheels"))
             dest = outdir / archive.path.name
             replaced, added = _with_manifest(archive, plan, members)
             try:

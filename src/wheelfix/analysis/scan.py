@@ -16,7 +16,7 @@ import re
 import threading
 import zipfile
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +25,7 @@ from wheelfix.binfmt import MAGIC_PREFIX_LEN, BinaryFormat, BinaryFormatError, d
 from wheelfix.binfmt.elf.reader import ElfInfo, parse_elf
 from wheelfix.binfmt.macho.reader import MachOInfo, parse_macho
 from wheelfix.errors import BadInput, Problem
+from wheelfix.progress import Phase, Progress, ProgressEvent, report
 from wheelfix.wheel.archive import (
     DEFAULT_LIMITS,
     CorruptMember,
@@ -217,19 +218,53 @@ def scan_wheel(path: Path, *, limits: Limits = DEFAULT_LIMITS, jobs: int | None 
         return scan_archive(archive, jobs=jobs)
 
 
-def scan_archive(archive: WheelArchive, *, jobs: int | None = None) -> WheelScan:
-    """Scan every member of an open wheel. Raises BadInput listing every problem found."""
-    members = sorted(archive.members, key=lambda i: (-i.file_size, i.filename))
+_Scanned = tuple[list[Problem], ElfMember | MachOMember | UnsupportedBinary | None]
+
+
+def _scan_members(
+    archive: WheelArchive, members: list[zipfile.ZipInfo], workers: int, progress: Progress | None
+) -> list[_Scanned]:
+    """Every member's scan result, in ``members`` order; ``progress`` hears of each member as it finishes."""
     largest = members[0].file_size if members else 0
     # Room for the largest member plus a margin, so one huge binary does not stall the other workers
     # (peak RSS target: largest member + 200 MB).
     budget = _ByteBudget(largest + _BUDGET_MARGIN)
-    workers = jobs or default_jobs()
+    total_bytes = sum(i.file_size for i in members)
+    done_bytes = 0
+
+    def tick(done: int, info: zipfile.ZipInfo) -> None:
+        nonlocal done_bytes
+        done_bytes += info.file_size
+        report(
+            progress,
+            ProgressEvent(
+                Phase.SCAN, archive.path.name, done, len(members), "members", done_bytes, total_bytes
+            ),
+        )
+
     if workers == 1 or len(members) < 2:
-        results = [_scan_member(archive, i, budget) for i in members]
-    else:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wheelfix-scan") as pool:
-            results = list(pool.map(lambda i: _scan_member(archive, i, budget), members))
+        results: list[_Scanned] = []
+        for n, info in enumerate(members, 1):
+            results.append(_scan_member(archive, info, budget))
+            tick(n, info)
+        return results
+    slots: list[_Scanned | None] = [None] * len(members)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wheelfix-scan") as pool:
+        futures = {pool.submit(_scan_member, archive, info, budget): k for k, info in enumerate(members)}
+        for n, future in enumerate(as_completed(futures), 1):  # on this thread: progress is called here
+            k = futures[future]
+            slots[k] = future.result()
+            tick(n, members[k])
+    return [s for s in slots if s is not None]
+
+
+def scan_archive(
+    archive: WheelArchive, *, jobs: int | None = None, progress: Progress | None = None
+) -> WheelScan:
+    """Scan every member of an open wheel. Raises BadInput listing every problem found. ``progress`` is
+    called (on this thread) after each member."""
+    members = sorted(archive.members, key=lambda i: (-i.file_size, i.filename))
+    results = _scan_members(archive, members, jobs or default_jobs(), progress)
     problems: list[Problem] = []
     found: list[ElfMember | MachOMember | UnsupportedBinary] = []
     for member_problems, binary in results:

@@ -9,11 +9,20 @@ An answer comes from the first of these that knows the soname:
 3. the soname table built from nix-index: the outputs that ship ``lib/<soname>``, ranked by a fixed rule;
 4. otherwise ``unknown``.
 
+An unversioned (development) name such as ``libcublas.so`` is what a linker or a ``dlopen("libfoo.so")``
+asks for, and many unrelated packages ship a file of that name (zluda's ``libcublas.so``, angle's
+``libEGL.so``, musl's ``libc.so``). Such a name is answered through the versioned names of the same library
+(:meth:`KnowledgeBase._dev_name`): glibc's or a GPU driver's when one of them is, else the curated
+preferences of its versioned names (``libcudart.so`` -> ``libcudart.so.12``'s ``cudaPackages.cuda_cudart``),
+else the table only when a provider's store path is named after the library; otherwise the answer is
+``unknown``, listing the packages that ship a file of that name.
+
 Nothing is read until an answer needs it, and then only once per :class:`KnowledgeBase` instance.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,7 +35,7 @@ from wheelfix.errors import BadInput, Problem
 from wheelfix.nixkb.prefs import Preference, Preferences, read_preferences
 from wheelfix.nixkb.table import Provider, SonameTable, read_table, soname_stem
 
-__all__ = ["KINDS", "Answer", "Candidate", "Kind", "KnowledgeBase", "rank_providers"]
+__all__ = ["KINDS", "Answer", "Candidate", "Kind", "KnowledgeBase", "is_dev_name", "rank_providers"]
 
 Kind = Literal["nixpkgs", "glibc", "gpu_driver", "python", "other_wheel", "unknown"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
@@ -268,6 +277,18 @@ class KnowledgeBase:
         ]
         return Candidate.of(named[0]) if named else None
 
+    def _dev_name(self, soname: str, ranked: Sequence[Provider]) -> Answer | None:
+        """An unversioned name answered through its versions (see the module docstring); None when
+        ``soname`` is versioned or nothing is known of it."""
+        if not is_dev_name(soname):
+            return None
+        siblings = self.table.other_versions(soname)
+        return (
+            _dev_policy(self, soname, siblings)
+            or _dev_preferences(self, soname)
+            or _dev_table(self, soname, ranked)
+        )
+
     # -- the three sources ---------------------------------------------------------------------------
 
     def _pref_provenance(self, pref: Preference) -> str:
@@ -323,6 +344,9 @@ class KnowledgeBase:
                 f"({', '.join(python_names)}): install that package's wheel rather than a native library",
                 self.database_short,
             )
+        dev = self._dev_name(soname, ranked)
+        if dev is not None:
+            return dev
         if len(ranked) == 1:
             reason = f"the only top-level nixpkgs output with lib/{soname}"
         else:
@@ -333,6 +357,9 @@ class KnowledgeBase:
         return Answer(soname, "nixpkgs", candidates[0], candidates[1:], (), reason, self.database_short)
 
     def _unknown(self, soname: str) -> Answer:
+        dev = self._dev_name(soname, ())
+        if dev is not None:
+            return dev
         reason = (
             f"no top-level nixpkgs output has lib/{soname} in the nix-index data (unfree and broken packages "
             "are not indexed; libraries outside lib/ are not either)"
@@ -346,3 +373,136 @@ class KnowledgeBase:
             more = f" and {len(others) - 6} more" if len(others) > 6 else ""
             reason += f"; other versions in nixpkgs: {', '.join(shown)}{more} (a different ABI)"
         return Answer(soname, "unknown", None, (), (), reason, self.database_short)
+
+
+# --- unversioned (development) names: libfoo.so -------------------------------------------------------------
+
+
+def is_dev_name(name: str) -> bool:
+    """``libfoo.so``: a shared library name without a version (what ``-lfoo`` and ``dlopen("libfoo.so")``
+    ask for; a development symlink in nixpkgs' ``dev``/``out`` outputs)."""
+    return name.endswith(".so") and ".so." not in name and len(name) > 3
+
+
+def _versioned(name: str, pattern: str) -> bool:
+    """Whether a preference row's ``pattern`` names versions of the unversioned ``name``."""
+    return ".so." in pattern and fnmatch.fnmatchcase(name, soname_stem(pattern))
+
+
+def _default_set_first(c: Candidate) -> tuple[int, str, str]:
+    """``cudaPackages.x`` before ``cudaPackages_13.x``: the shortest attribute (the default set) first."""
+    return (len(c.attr), c.attr, c.output)
+
+
+def _dev_policy(kb: KnowledgeBase, name: str, siblings: Sequence[str]) -> Answer | None:
+    """glibc's or a GPU driver's development name (``libc.so``, ``libm.so``)."""
+    glibc = [s for s in siblings if sonames.is_glibc(s)]
+    if glibc:
+        return Answer(
+            name,
+            "glibc",
+            None,
+            (),
+            (),
+            f"the development name of {', '.join(glibc)}, part of glibc: the libc of stdenv provides it; "
+            "nothing to add",
+            f"wheelfix.analysis.policy (glibc list); versions: {kb.database_short}",
+        )
+    driver = [s for s in siblings if sonames.is_gpu_driver(s)]
+    if driver:
+        return Answer(
+            name,
+            "gpu_driver",
+            None,
+            (),
+            (),
+            f"the development name of {', '.join(driver)}, a GPU driver library; {_DRIVER_HOWTO}",
+            f"wheelfix.analysis.policy (GPU driver patterns); versions: {kb.database_short}",
+        )
+    return None
+
+
+def _dev_preferences(kb: KnowledgeBase, name: str) -> Answer | None:
+    """The answer of the versioned names the curated preferences know (``libcudart.so`` through
+    ``libcudart.so.12`` and ``.13``): one package, or the default package set's when they differ."""
+    answers: list[Answer] = []
+    for pref in kb.preferences.rows():
+        if not _versioned(name, pref.pattern):
+            continue
+        concrete = [s for s in kb.table.other_versions(name) if pref.matches(s)] if pref.is_pattern else []
+        version = concrete[0] if concrete else pref.pattern
+        answer = kb._from_preference(version, pref, kb.table.get(version))
+        if answer is not None:
+            answers.append(answer)
+    nixpkgs = [a for a in answers if a.kind == "nixpkgs" and a.chosen is not None]
+    chosen_from = nixpkgs or [a for a in answers if a.kind == "other_wheel"] or answers
+    if not chosen_from:
+        return None
+    versions = ", ".join(dict.fromkeys(a.soname for a in chosen_from))
+    provenance = "; ".join(dict.fromkeys(a.provenance for a in chosen_from))
+    if nixpkgs:
+        picks = sorted({a.chosen for a in nixpkgs if a.chosen is not None}, key=_default_set_first)
+        best = next(a for a in nixpkgs if a.chosen == picks[0])
+        reason = f"the development name of {versions}: {best.reason}"
+        if len(picks) > 1:
+            reason += (
+                f" ({len(picks)} packages ship its versions; the default package set's is chosen: check the "
+                "version the binary needs with `wheelfix inspect`)"
+            )
+        return Answer(name, "nixpkgs", picks[0], tuple(picks[1:]), best.wheels, reason, provenance)
+    first = chosen_from[0]
+    wheels = tuple(dict.fromkeys(w for a in chosen_from for w in a.wheels))
+    return Answer(
+        name, first.kind, None, (), wheels, f"the development name of {versions}: {first.reason}", provenance
+    )
+
+
+def _dev_table(kb: KnowledgeBase, name: str, ranked: Sequence[Provider]) -> Answer | None:
+    """The table's providers of ``name`` when one of them is plausibly the library (its store path is named
+    after it); else an ``unknown`` answer that lists them. None when the table has no provider."""
+    if not ranked:
+        return None
+    token = _name_token(name)
+    plausible = [
+        p
+        for p in ranked
+        if token is not None and not p.attr.startswith(_BAD_SCOPES) and token in _store_name(p.store_path)
+    ]
+    if plausible:
+        rest = [Candidate.of(p) for p in ranked if p is not plausible[0]]
+        return Answer(
+            name,
+            "nixpkgs",
+            Candidate.of(plausible[0]),
+            tuple(rest),
+            (),
+            (
+                f"the only nixpkgs output with lib/{name}, and named after the library"
+                if len(ranked) == 1
+                else f"{len(ranked)} nixpkgs outputs ship lib/{name}; {plausible[0].ref} is the first named "
+                "after the library"
+            ),
+            kb.database_short,
+        )
+    shown = ", ".join(p.attr for p in ranked[:6]) + (
+        f" and {len(ranked) - 6} more" if len(ranked) > 6 else ""
+    )
+    several = "several packages ship" if len(ranked) > 1 else "one package ships"
+    reason = (
+        f"{several} a file with this name ({shown}), none named after the library, so none is chosen: "
+        "an unversioned name is a development symlink that unrelated packages ship too"
+    )
+    siblings = kb.table.other_versions(name)
+    if siblings:
+        reason += "; look up the versioned name the binary needs: " + _with_answers(kb, siblings)
+    return Answer(
+        name, "unknown", None, tuple(Candidate.of(p) for p in ranked), (), reason, kb.database_short
+    )
+
+
+def _with_answers(kb: KnowledgeBase, names: Sequence[str], limit: int = 4) -> str:
+    shown = []
+    for other in names[:limit]:
+        best = rank_providers(other, kb.table.get(other))[0]
+        shown.append(f"{other} ({best[0].ref})" if best else other)
+    return ", ".join(shown) + (f" and {len(names) - limit} more" if len(names) > limit else "")

@@ -48,30 +48,53 @@ def lookup_document(answers: Sequence[Answer], database: Mapping[str, str]) -> d
     }
 
 
-def _short(c: Candidate) -> str:
-    return f"{c.attr} ({c.output})"
+def _nix(c: Candidate) -> str:
+    from wheelfix.render.nix import nix_ref  # the same spelling as `wheelfix nix` fragments
+
+    return nix_ref(c)
 
 
-def render_lookup(answers: Sequence[Answer], database: str, *, max_alternatives: int = 6) -> str:
+def _answer_lines(a: Answer, asked: str | None, verbose: bool, max_alternatives: int) -> list[str]:
+    head = a.soname if asked is None or asked.strip() == a.soname else f"{a.soname} (from {asked.strip()!r})"
     lines: list[str] = []
-    for a in answers:
+    if a.chosen is not None:
+        lines.append(f"{head}: {_nix(a.chosen)}")
+        lines.append(f"  store path:   {a.chosen.store_path or '- (not in the nix-index data)'}")
+    else:
+        lines.append(f"{head}: {_KIND_TEXT[a.kind]}")
+    if a.wheels:
+        lines.append(f"  wheels:       {', '.join(a.wheels)}")
+    lines.append(f"  why:          {a.reason}")
+    if a.alternatives:
+        shown = ", ".join(_nix(c) for c in a.alternatives[:max_alternatives])
+        more = len(a.alternatives) - max_alternatives
+        label = "alternatives:" if a.kind == "nixpkgs" else "in nixpkgs:  "
+        lines.append(f"  {label} {shown}" + (f" and {more} more" if more > 0 else ""))
+    if verbose:
         if a.chosen is not None:
-            lines.append(f"{a.soname}: {a.chosen.attr}  output {a.chosen.output}  [{_KIND_TEXT[a.kind]}]")
-            lines.append(f"  store path:   {a.chosen.store_path or '- (not in the nix-index data)'}")
-        else:
-            lines.append(f"{a.soname}: {_KIND_TEXT[a.kind]}")
-        if a.wheels:
-            lines.append(f"  wheels:       {', '.join(a.wheels)}")
-        lines.append(f"  why:          {a.reason}")
-        if a.alternatives:
-            shown = ", ".join(_short(c) for c in a.alternatives[:max_alternatives])
-            more = len(a.alternatives) - max_alternatives
-            label = "alternatives:" if a.kind == "nixpkgs" else "in nixpkgs:  "
-            lines.append(f"  {label} {shown}" + (f" and {more} more" if more > 0 else ""))
+            lines.append(f"  attribute:    {a.chosen.attr}, output {a.chosen.output}")
         lines.append(f"  provenance:   {a.provenance}")
+    return lines
+
+
+def render_lookup(
+    answers: Sequence[Answer],
+    database: str,
+    *,
+    max_alternatives: int = 6,
+    asked: Sequence[str] | None = None,
+    verbose: bool = False,
+) -> str:
+    """One block per answer, the chosen output written as Nix (``pkgs.stdenv.cc.cc.lib``). ``asked``: what
+    the user typed, per answer (shown when it is not the name itself: a path, a pasted error line).
+    ``verbose``: also the attribute and output, the provenance of each answer and the data's full line."""
+    lines: list[str] = []
+    for i, a in enumerate(answers):
+        lines += _answer_lines(a, asked[i] if asked else None, verbose, max_alternatives)
     unknown = [a.soname for a in answers if not a.known]
-    lines.append("")
-    lines.append(f"data: {database}")
+    if verbose:
+        lines.append("")
+        lines.append(f"data: {database}")
     if unknown:
         lines.append(f"unknown: {', '.join(unknown)}")
     return "\n".join(lines) + "\n"

@@ -35,6 +35,7 @@ from wheelfix.binfmt.macho.codesign import code_hash_mismatch
 from wheelfix.binfmt.macho.editor import MachOEditError, edit_macho
 from wheelfix.binfmt.macho.reader import parse_macho
 from wheelfix.errors import BadInput, Findings, Problem
+from wheelfix.progress import Phase, Progress, ProgressEvent, report
 from wheelfix.repair.plan import ElfEdit, MachOEdit, WheelPlan
 from wheelfix.wheel.archive import CorruptMember, WheelArchive
 from wheelfix.wheel.splice import (
@@ -238,10 +239,16 @@ def patch_macho_bytes(before: bytes, edit: MachOEdit, display: str) -> bytes:
 
 
 def patch_wheel(
-    archive: WheelArchive, plan: WheelPlan, *, jobs: int = 2, level: int = 6
+    archive: WheelArchive,
+    plan: WheelPlan,
+    *,
+    jobs: int = 2,
+    level: int = 6,
+    progress: Progress | None = None,
 ) -> dict[str, Replacement]:
     """The patched, checked content of every member the plan edits (empty when it edits none), read from the
-    open ``archive`` the plan was made from. Members are patched ``jobs`` at a time, largest first."""
+    open ``archive`` the plan was made from. Members are patched ``jobs`` at a time, largest first;
+    ``progress`` is called (on this thread) after each."""
     if not plan.changes:
         return {}
     if archive.identity != plan.wheel.scan.identity:
@@ -255,6 +262,13 @@ def patch_wheel(
             return patch_macho(archive, infos[edit.member], edit)
         return patch_elf(archive, infos[edit.member], edit, level=level)
 
+    sizes = [infos[e.member].file_size for e in edits]
+    done: dict[str, Replacement] = {}
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="wheelfix-patch") as pool:
-        done = dict(zip([e.member for e in edits], pool.map(one, edits), strict=True))
+        for n, (edit, replacement) in enumerate(zip(edits, pool.map(one, edits), strict=True), 1):
+            done[edit.member] = replacement
+            event = ProgressEvent(
+                Phase.PATCH, archive.path.name, n, len(edits), "binaries", sum(sizes[:n]), sum(sizes)
+            )
+            report(progress, event)
     return {m: done[m] for m in [*(e.member for e in plan.elf_edits), *(e.member for e in plan.macho_edits)]}

@@ -8,7 +8,11 @@ the existing entries that stay valid — ``$ORIGIN`` entries that resolve inside
 stays DT_RPATH and DT_RUNPATH stays DT_RUNPATH unless asked otherwise; a binary with neither gets
 DT_RUNPATH, or DT_RPATH when it relies on a loader's inherited DT_RPATH. Executables get the loader found
 in the lib-path directories (or ``--interpreter``); an executable whose loader is found nowhere is a
-missing need (its PT_INTERP would still say /lib64/...).
+missing need (its PT_INTERP would still say /lib64/...), marked :attr:`Missing.interpreter`.
+A shared library that also carries a PT_INTERP (``ET_DYN`` with a ``DT_SONAME``: libQt5Core, libc.so.6,
+runnable to print their version) is not an executable for the repair: the loader of the process that loads
+it is used and its own PT_INTERP never is, so the repair leaves that PT_INTERP alone and its loader is never
+a missing need (:func:`runs_directly`).
 A required need that nothing provides makes the plan incomplete: the repair stops unless ``--allow``.
 
 Mach-O binaries (macOS wheels), per slice: every unresolved install name is looked up by its file name in
@@ -52,6 +56,7 @@ __all__ = [
     "Strategy",
     "WheelPlan",
     "plan_repair",
+    "runs_directly",
 ]
 
 _NEEDS_A_PATH = (Outcome.UNRESOLVED, Outcome.MANYLINUX)
@@ -92,6 +97,7 @@ class Missing:
     soname: str
     outcome: Outcome
     arch: str = ""  # the ELF machine or Mach-O slice
+    interpreter: str | None = None  # the need is the executable's loader: its PT_INTERP (not a DT_NEEDED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,9 +215,17 @@ class _Found:
     missing: list[Missing]
     allowed: list[Missing]
 
-    def unmet(self, member: str, soname: str, outcome: Outcome, arch: str, allow: Sequence[str]) -> None:
+    def unmet(
+        self,
+        member: str,
+        soname: str,
+        outcome: Outcome,
+        arch: str,
+        allow: Sequence[str],
+        interpreter: str | None = None,
+    ) -> None:
         (self.allowed if _allowed(soname, allow) else self.missing).append(
-            Missing(member, soname, outcome, arch)
+            Missing(member, soname, outcome, arch, interpreter)
         )
 
 
@@ -278,22 +292,29 @@ def _search_additions(
     return added
 
 
+def runs_directly(b: ElfAnalysis) -> bool:
+    """Whether the binary's PT_INTERP is used: it has one and is not a shared library (``ET_DYN`` with a
+    ``DT_SONAME``), which is loaded by the process's loader whatever its own PT_INTERP says."""
+    elf = b.binary.elf
+    return elf.interpreter is not None and not (elf.type == "ET_DYN" and elf.soname is not None)
+
+
 def _plan_interpreter(
     b: ElfAnalysis, index: LibIndex, allow: Sequence[str], interpreter: str | None, found: _Found
 ) -> str | None:
     """The new PT_INTERP of an executable, or None to leave it; an executable whose loader is found nowhere
-    is a missing need (keeping /lib64/ld-linux-x86-64.so.2, it does not run on NixOS)."""
+    is a missing need (keeping /lib64/ld-linux-x86-64.so.2, it does not run on NixOS). A shared library's
+    PT_INTERP is left alone (:func:`runs_directly`)."""
     elf = b.binary.elf
-    if elf.interpreter is None:
+    if elf.interpreter is None or not runs_directly(b):
         return None
     wanted = interpreter
     if wanted is None:
         loader = index.find_elf(posixpath.basename(elf.interpreter), elf)
         wanted = loader.path if loader is not None else None
     if wanted is None and not elf.interpreter.startswith("/nix/store/"):
-        found.unmet(
-            b.binary.member, posixpath.basename(elf.interpreter), Outcome.UNRESOLVED, elf.machine, allow
-        )
+        name = posixpath.basename(elf.interpreter)
+        found.unmet(b.binary.member, name, Outcome.UNRESOLVED, elf.machine, allow, elf.interpreter)
     return wanted if wanted is not None and wanted != elf.interpreter else None
 
 
