@@ -210,14 +210,19 @@ def test_lookup_cli_text(run_cli: RunCli) -> None:
     proc = run_cli("lookup", *CORE)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert "libstdc++.so.6: stdenv.cc.cc  output lib  [nixpkgs]" in out
-    assert "libz.so.1: zlib  output out  [nixpkgs]" in out
-    assert "libGL.so.1: libGL  output out  [nixpkgs]" in out
-    assert "libxcb.so.1: libxcb  output out  [nixpkgs]" in out
+    # each answer as Nix, copy-pasteable into buildInputs
+    assert "libstdc++.so.6: pkgs.stdenv.cc.cc.lib\n" in out
+    assert "libz.so.1: pkgs.zlib\n" in out
+    assert "libGL.so.1: pkgs.libGL\n" in out
+    assert "libxcb.so.1: pkgs.libxcb\n" in out
     assert out.count("store path:   /nix/store/") == 4
-    assert "alternatives: libz (out), minimal-bootstrap.zlib (out)" in out
-    assert "provenance:" in out and "soname-preferences.tsv" in out
-    assert "data: nix-index 2026-05-03 (nixpkgs 26.05, x86_64-linux)" in out
+    assert "alternatives: pkgs.libz, pkgs.minimal-bootstrap.zlib" in out
+    # provenance and the data's long line only with -v
+    assert "provenance:" not in out and "data: " not in out
+    verbose = run_cli("lookup", "-v", *CORE).stdout
+    assert "provenance:" in verbose and "soname-preferences.tsv" in verbose
+    assert "attribute:    stdenv.cc.cc, output lib" in verbose
+    assert "data: nix-index 2026-05-03 (nixpkgs 26.05, x86_64-linux)" in verbose
 
 
 def test_lookup_cli_json(run_cli: RunCli) -> None:
@@ -246,8 +251,11 @@ def test_lookup_cli_json(run_cli: RunCli) -> None:
 def test_lookup_cli_exit_codes(run_cli: RunCli) -> None:
     assert run_cli("lookup", "libcuda.so.1", "libc.so.6").returncode == 0
     assert run_cli("lookup", "libnope.so.7").returncode == 1
-    bad = run_cli("lookup", "libz.so.1", "a/b.so")
-    assert bad.returncode == 2 and "a/b.so: not a soname" in bad.stderr
+    bad = run_cli("lookup", "libz.so.1", "no library here", "")
+    assert bad.returncode == 2 and "no library here: no library name" in bad.stderr
+    assert "not a library name (empty" in bad.stderr
+    path = run_cli("lookup", "a/b.so")  # a path: its file name is looked up (and unknown here)
+    assert path.returncode == 1 and "b.so (from 'a/b.so'): unknown" in path.stdout
     missing = run_cli("lookup", "--data", "/nonexistent/table.tsv.gz", "libz.so.1")
     assert missing.returncode == 2 and "/nonexistent/table.tsv.gz" in missing.stderr
     assert run_cli("lookup").returncode == 2  # no soname given
@@ -260,7 +268,7 @@ def test_lookup_with_own_preferences(run_cli: RunCli, tmp_path: Path) -> None:
     proc = run_cli("lookup", "--preferences", prefs, "libz.so.1")
     assert (
         proc.returncode == 0
-        and "libz.so.1: libz  output out" in proc.stdout
+        and "libz.so.1: pkgs.libz\n" in proc.stdout
         and "local choice" in proc.stdout
     )
     prefs.write_text("not a header\n")

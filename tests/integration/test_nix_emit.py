@@ -664,7 +664,7 @@ def test_lookup_nixpkgs_store_paths(tmp_path: Path) -> None:
         "libGL.so.1": None,  # throws in this nixpkgs
         "libcuda.so.1": None,  # never a package
     }
-    text = _wheelfix("lookup", "libz.so.1", "--nixpkgs", nixpkgs)
+    text = _wheelfix("lookup", "-v", "libz.so.1", "--nixpkgs", nixpkgs)  # -v: with the provenance
     assert prefix + "zlib-1.3-out" in text.stdout and "evaluated store path" in text.stdout
 
 
