@@ -41,8 +41,10 @@ from wheelfix.api import (
     check_env,
     inspect,
     inspect_env,
+    lib_path_warnings,
     lookup,
     nix_fragment,
+    nixpkgs_libraries,
     plan_repair,
     repair,
     repair_env,
@@ -52,6 +54,8 @@ from wheelfix.env.inplace import ChangedFile, InPlaceResult
 from wheelfix.env.model import EnvAnalysis
 from wheelfix.errors import BadInput, Error, Findings, OutputError, Problem, UsageError
 from wheelfix.nixkb.kb import Answer, Candidate
+from wheelfix.progress import Phase, Progress, ProgressEvent
+from wheelfix.repair.nixpkgs import NixpkgsLibraries, NixpkgsOutput
 from wheelfix.repair.plan import ElfEdit, MachOEdit, Missing, NoRoom, SliceEdit, Strategy, WheelPlan
 from wheelfix.wheel.archive import DEFAULT_LIMITS, Limits
 
@@ -77,10 +81,15 @@ __all__ = [
     "Missing",
     "Need",
     "NixFragment",
+    "NixpkgsLibraries",
+    "NixpkgsOutput",
     "NoRoom",
     "Outcome",
     "OutputError",
+    "Phase",
     "Problem",
+    "Progress",
+    "ProgressEvent",
     "RepairIncomplete",
     "RepairResult",
     "Resolution",
@@ -98,8 +107,10 @@ __all__ = [
     "check_env",
     "inspect",
     "inspect_env",
+    "lib_path_warnings",
     "lookup",
     "nix_fragment",
+    "nixpkgs_libraries",
     "plan_repair",
     "repair",
     "repair_env",

@@ -39,7 +39,8 @@ let
 in
 rec {{
   zlib = pkg "zlib-1.3" [ "out" "dev" ] ''
-    mkdir -p $out/lib $dev/include; cp $src/zlib/libz.so.1 $out/lib/; echo '/* zlib.h */' > $dev/include/zlib.h
+    mkdir -p $out/lib $dev/include; cp $src/zlib/libz.so.1 $out/lib/
+    echo '/* zlib.h */' > $dev/include/zlib.h
   '';
   foo = pkg "foo-1.0" [ "out" ] "mkdir -p $out/lib; cp $src/foo/libfoo.so.1 $out/lib/";
   glibc = pkg "glibc-2.40" [ "out" ] "mkdir -p $out/lib; cp $src/glibc/ld-linux-x86-64.so.2 $out/lib/";

@@ -32,6 +32,8 @@ DEMO_TOOL_RPATH = "$ORIGIN/../lib/python3.11/site-packages/demo.libs"
 LEGACY_EXT = "legacy/_legacy.cpython-311-x86_64-linux-gnu.so"
 CONSUMER_EXT = "consumer/_consumer.cpython-311-x86_64-linux-gnu.so"
 HOST_LOADER = "/lib64/ld-linux-x86-64.so.2"
+# the executable's loader, found nowhere: a missing need that is its interpreter
+LOADER_MISSING = Missing(DEMO_TOOL, "ld-linux-x86-64.so.2", Outcome.UNRESOLVED, "x86_64", HOST_LOADER)
 STORE_LOADER = "/nix/store/00000000000000000000000000000000-glibc-2.40/lib/ld-linux-x86-64.so.2"
 
 
@@ -114,7 +116,7 @@ def test_unfound_needs_are_missing(wheels: dict[str, Path], libdirs: dict[str, P
     (p,) = plan([wheels["demo"]], [foo])
     assert p.missing == (
         # the executable's loader is found nowhere: its PT_INTERP would still say /lib64/...
-        Missing(DEMO_TOOL, "ld-linux-x86-64.so.2", Outcome.UNRESOLVED, "x86_64", HOST_LOADER),
+        LOADER_MISSING,
         Missing(DEMO_EXT, "libz.so.1", Outcome.MANYLINUX, "x86_64"),
     )
     # what was found is still planned: the repair stops on the missing needs, not on the plan
@@ -131,7 +133,7 @@ def test_allow_accepts_what_is_missing(wheels: dict[str, Path], libdirs: dict[st
     assert edits(p)[DEMO_EXT].new_value == f"{DEMO_RUNPATH}:{foo}"  # an allowed need gets no directory
     # a glob that matches only some of them leaves the others missing
     (p,) = plan([wheels["demo"]], [foo], allow=["libz.*"])
-    assert p.missing == (Missing(DEMO_TOOL, "ld-linux-x86-64.so.2", Outcome.UNRESOLVED, "x86_64", HOST_LOADER),)
+    assert p.missing == (LOADER_MISSING,)
 
 
 def test_other_wheels_provide_and_the_rest_is_missing(
@@ -276,7 +278,7 @@ def test_interpreter_found_in_a_lib_dir(wheels: dict[str, Path], libdirs: dict[s
 def test_interpreter_not_found(wheels: dict[str, Path], libdirs: dict[str, Path]) -> None:
     (p,) = plan([wheels["demo"]], [libdirs["foo"], libdirs["z"]])
     assert DEMO_TOOL not in edits(p)  # nothing else to change in it
-    assert p.missing == (Missing(DEMO_TOOL, "ld-linux-x86-64.so.2", Outcome.UNRESOLVED, "x86_64", HOST_LOADER),)
+    assert p.missing == (LOADER_MISSING,)
 
 
 def test_interpreter_given(wheels: dict[str, Path], libdirs: dict[str, Path]) -> None:
