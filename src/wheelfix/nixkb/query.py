@@ -117,8 +117,10 @@ def answer_query(kb: KnowledgeBase, query: Query) -> Answer:
     near = suggestions(kb, query.name)
     if not near:
         return answer
+    from wheelfix.render.nix import nix_ref
+
     shown = []
     for s in near:
         a = kb.lookup(s)
-        shown.append(f"{s} ({a.chosen.ref})" if a.chosen else s)
+        shown.append(f"{s} ({nix_ref(a.chosen)})" if a.chosen else s)
     return dataclasses.replace(answer, reason=f"did you mean {', '.join(shown)}? " + answer.reason)

@@ -239,7 +239,8 @@ def _missing_line(soname: str, items: list[tuple[str, Missing]], multi: bool, ct
     members = tuple(dict.fromkeys(m.member for _, m in items))
     wheels = tuple(dict.fromkeys(w for w, _ in items))
     interp = next((m.interpreter for _, m in items if m.interpreter is not None), None)
-    needed = members[0] if len(members) == 1 else f"{len(members)} binaries: {_members(members)}"
+    few = ", ".join(members[:2]) + (f", +{len(members) - 2} more" if len(members) > 2 else "")
+    needed = members[0] if len(members) == 1 else f"{len(members)} binaries ({few})"
     if interp:
         needed += f" as {'their' if len(members) > 1 else 'its'} interpreter (PT_INTERP {interp})"
         answer = "glibc's loader: pkgs.glibc (in its lib/), or give --interpreter PATH"
