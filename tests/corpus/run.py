@@ -579,7 +579,7 @@ def _repair(result: Result, wheel: Path, work: Path, store: FakeStore | MachOSto
     with tools that are not wheelfix, and check that nothing else changed."""
     macho = isinstance(store, MachOStore)
     base = [*store.args()]
-    dry = wheelfix("repair", "--dry-run", "-j", "2", "-o", work / "dry", wheel, *base)
+    dry = wheelfix("repair", "--dry-run", "-v", "-j", "2", "-o", work / "dry", wheel, *base)
     if problem := _problem("repair --dry-run", dry):
         result.repair = "error"
         result.errors.append(problem)
@@ -588,7 +588,7 @@ def _repair(result: Result, wheel: Path, work: Path, store: FakeStore | MachOSto
     result.allowed = missing
     allow = [arg for soname in missing for arg in ("--allow", glob_escape(soname))]
     if missing:
-        dry = wheelfix("repair", "--dry-run", "-j", "2", "-o", work / "dry", wheel, *base, *allow)
+        dry = wheelfix("repair", "--dry-run", "-v", "-j", "2", "-o", work / "dry", wheel, *base, *allow)
         if problem := _problem("repair --dry-run --allow", dry):
             result.repair = "error"
             result.errors.append(problem)
@@ -611,7 +611,7 @@ def _repair(result: Result, wheel: Path, work: Path, store: FakeStore | MachOSto
                 result.store += sum(1 for entry in m["value"].split(":") if entry in store_dirs)
     planned = set(elf_plan) | set(macho_plan)
     out = work / "out"
-    proc = wheelfix("repair", "-j", "2", "-o", out, wheel, *base, *allow)
+    proc = wheelfix("repair", "-v", "-j", "2", "-o", out, wheel, *base, *allow)
     if problem := _problem("repair", proc):
         result.repair = "error"
         result.errors.append(problem)

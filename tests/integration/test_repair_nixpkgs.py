@@ -332,7 +332,14 @@ def test_api_seam_returns_outputs_and_lib_dirs(
     """``wheelfix.nixpkgs_libraries``: what ``repair --in-place`` reuses -- the chosen outputs, their store
     paths and lib directories; ``plan_repair(nixpkgs=...)`` then plans against them."""
     analysis = wheelfix.inspect(_three(wheels))
-    libs = wheelfix.nixpkgs_libraries(analysis, str(mini.root), preferences=prefs)
+    events: list[wheelfix.ProgressEvent] = []
+    libs = wheelfix.nixpkgs_libraries(analysis, str(mini.root), preferences=prefs, progress=events.append)
+    assert [(e.phase, e.done, e.total) for e in events] == [
+        (wheelfix.Phase.EVALUATE, 0, 4),
+        (wheelfix.Phase.EVALUATE, 4, 4),
+        (wheelfix.Phase.REALISE, 0, 4),
+        (wheelfix.Phase.REALISE, 4, 4),
+    ]
     got = {o.nix: (o.store_path, o.lib_dirs, o.needs) for o in libs.outputs}
     assert got == {
         "pkgs.foo": (store["foo.out"], (store["foo.out"] + "/lib",), ("libfoo.so.1",)),

@@ -10,7 +10,6 @@ never see it.
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 import time
 from types import TracebackType
@@ -33,11 +32,24 @@ def _delay() -> float:
 
 
 def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000  # type: ignore[assignment]
-    return f"{n} B"  # pragma: no cover
+    value = float(n)
+    for unit in ("B", "KB", "MB"):
+        if value < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
+def _columns(stream: TextIO) -> int:
+    """The terminal's width: $COLUMNS, else the terminal's own, else 80."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(stream.fileno()).columns or 80
+    except (OSError, ValueError, AttributeError):
+        return 80
 
 
 def describe(event: ProgressEvent, elapsed: float) -> str:
@@ -77,9 +89,16 @@ class ProgressDisplay:
         if not self.enabled:
             return
         with self._lock:
+            # a new phase or wheel, and the end of one, are always drawn; the steps between at most
+            # every _REDRAW seconds
+            changed = self._last is None or (event.phase, event.subject) != (
+                self._last.phase,
+                self._last.subject,
+            )
             self._last = event
             now = time.monotonic()
-            if now - self._start >= self.delay and now - self._drawn_at >= _REDRAW:
+            due = changed or event.done == event.total or now - self._drawn_at >= _REDRAW
+            if now - self._start >= self.delay and due:
                 self._draw(now)
         if self._ticker is None:
             self._ticker = threading.Thread(target=self._tick, name="wheelfix-progress", daemon=True)
@@ -94,7 +113,7 @@ class ProgressDisplay:
 
     def _draw(self, now: float) -> None:
         assert self._last is not None
-        width = max(20, shutil.get_terminal_size((80, 24)).columns - 1)
+        width = max(20, _columns(self.stream) - 1)
         line = "wheelfix: " + describe(self._last, now - self._start)
         self.stream.write("\r\x1b[K" + line[:width])
         self.stream.flush()
