@@ -59,7 +59,7 @@ def test_unversioned_name_with_several_unrelated_providers_is_unknown(kb: Knowle
     egl = one(kb, "libEGL.so")
     assert egl.kind == "unknown" and egl.chosen is None
     assert "several packages ship a file with this name (angle, libGL" in egl.reason
-    assert "libEGL.so.1 (libGL.out)" in egl.reason  # the versioned name to look up instead
+    assert "libEGL.so.1 (pkgs.libGL)" in egl.reason  # the versioned name to look up instead
     assert {c.attr for c in egl.alternatives} >= {"angle", "libGL"}
 
 

@@ -501,8 +501,11 @@ def _dev_table(kb: KnowledgeBase, name: str, ranked: Sequence[Provider]) -> Answ
 
 
 def _with_answers(kb: KnowledgeBase, names: Sequence[str], limit: int = 4) -> str:
+    """``libEGL.so.1 (pkgs.libGL)``: each name with its answer, as Nix."""
+    from wheelfix.render.nix import nix_ref  # (render.nix imports this module)
+
     shown = []
     for other in names[:limit]:
-        best = rank_providers(other, kb.table.get(other))[0]
-        shown.append(f"{other} ({best[0].ref})" if best else other)
+        chosen = kb.lookup(other).chosen
+        shown.append(f"{other} ({nix_ref(chosen)})" if chosen else other)
     return ", ".join(shown) + (f" and {len(names) - limit} more" if len(names) > limit else "")

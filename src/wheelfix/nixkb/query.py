@@ -89,9 +89,10 @@ def _darwin(kb: KnowledgeBase, name: str) -> Answer | None:
 
 
 def suggestions(kb: KnowledgeBase, name: str, limit: int = 4) -> tuple[str, ...]:
-    """Known library names close to ``name``: its versions (``libGL`` -> ``libGL.so.1``), the same name in
-    another case, then close spellings."""
-    known = [s for s in kb.table.sonames()] + [p.pattern for p in kb.preferences.rows() if not p.is_pattern]
+    """Known library names close to ``name``: the same name in another case, its versions (``libGL`` ->
+    ``libGL.so.1``), then close spellings of an unversioned name (``libopenblass.so`` -> ``libopenblas.so``).
+    A versioned name gets no spelling guesses: its answer names the other versions already."""
+    known = [*kb.table.sonames(), *(p.pattern for p in kb.preferences.rows() if not p.is_pattern)]
     stem = name.removesuffix(".so") if (is_dev_name(name) or ".so" not in name) else name
     versions = sorted(
         {s for s in known if s.startswith(stem + ".so") and s != name},
@@ -99,21 +100,18 @@ def suggestions(kb: KnowledgeBase, name: str, limit: int = 4) -> tuple[str, ...]
     )
     lower = name.lower()
     cased = sorted({s for s in known if s.lower() == lower and s != name})
-    near = [
-        s
-        for s in difflib.get_close_matches(
-            name, [s for s in known if s[:4] == name[:4]], n=limit, cutoff=0.85
-        )
-        if s != name
-    ]
+    near: list[str] = []
+    if ".so." not in name:
+        alike = [s for s in known if s[:4] == name[:4]]
+        near = [s for s in difflib.get_close_matches(name, alike, n=limit, cutoff=0.85) if s != name]
     return tuple(dict.fromkeys([*cased, *versions, *near]))[:limit]
 
 
 def answer_query(kb: KnowledgeBase, query: Query) -> Answer:
     """The answer for a parsed query; an unknown name gets the near misses in its reason."""
     answer = _darwin(kb, query.name) or kb.lookup(query.name)
-    if answer.known or query.name.endswith(".dylib"):
-        return answer
+    if answer.known or answer.alternatives or query.name.endswith(".dylib"):
+        return answer  # (an ambiguous name's answer names the versions to look up already)
     near = suggestions(kb, query.name)
     if not near:
         return answer
