@@ -117,10 +117,9 @@ def lib_path_warnings(
                 f"--lib-path {d} is outside /nix/store: the repaired wheel will depend on this machine's "
                 "files (fine for a test, not for Nix)"
             )
-        if not _has_libraries(d):
-            subs = [d / s for s in ("lib", "lib64") if _has_libraries(d / s)]
-            hint = f"; did you mean {' or '.join(map(str, subs))}?" if subs else ""
-            notes.append(f"--lib-path {d} has no libraries{hint}")
+        subs = [d / s for s in ("lib", "lib64") if _has_libraries(d / s)] if not _has_libraries(d) else []
+        if subs:
+            notes.append(f"--lib-path {d} has no libraries; did you mean {' or '.join(map(str, subs))}?")
     if from_env:
         found = dirs_from_env(env)
         if not found:

@@ -266,11 +266,7 @@ def test_lookup_with_own_preferences(run_cli: RunCli, tmp_path: Path) -> None:
     header = "soname\tkind\tattr\toutput\tdb_as\twheels\treason\tsource\n"
     prefs.write_text(header + "libz.so.1\tnixpkgs\tlibz\tout\t-\t-\tlocal choice\tme\n")
     proc = run_cli("lookup", "--preferences", prefs, "libz.so.1")
-    assert (
-        proc.returncode == 0
-        and "libz.so.1: pkgs.libz\n" in proc.stdout
-        and "local choice" in proc.stdout
-    )
+    assert proc.returncode == 0 and "libz.so.1: pkgs.libz\n" in proc.stdout and "local choice" in proc.stdout
     prefs.write_text("not a header\n")
     proc = run_cli("lookup", "--preferences", prefs, "libz.so.1")
     assert proc.returncode == 2 and "expected the header" in proc.stderr
