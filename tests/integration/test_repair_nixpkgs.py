@@ -215,9 +215,11 @@ def test_lookup_path_and_flavor(
     proc = run(env_cmd, env={**nix_env(), "NIX_PATH": f"nixpkgs={mini.root}"})
     assert proc.returncode == 0, proc.stderr
     fragment = tmp_path / "out" / (wheels["consumer"].name.removesuffix(".whl") + ".nix")
-    expr = (
-        f"map (p: p.outPath) (import {fragment} {{ pkgs = import {mini.root} {{ }}; }}).consumer.buildInputs"
-    )
+    # the nixpkgs flavor: per package a function of the package's own attributes (old: old // { ... }),
+    # extending lists with lib.optionals/lib.toList (the two lib functions it uses, given here)
+    lib = "{ optionals = c: l: if c then l else [ ]; toList = x: if builtins.isList x then x else [ x ]; }"
+    pkgs = f"(import {mini.root} {{ }}) // {{ lib = {lib}; }}"
+    expr = f"map (p: p.outPath) ((import {fragment} {{ pkgs = {pkgs}; }}).consumer {{ }}).buildInputs"
     evaluated = run(["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr], env=nix_env())
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout) == list(_outputs(mini, "stdenv.cc.cc.lib").values())
@@ -353,3 +355,22 @@ def test_api_seam_returns_outputs_and_lib_dirs(
     }
     plans = wheelfix.plan_repair(analysis, nixpkgs=libs)
     assert all(p.complete for p in plans)
+
+
+def test_renamed_attribute_falls_back_to_its_old_name(tmp_path: Path) -> None:
+    """A nixpkgs from before the X.org move has ``xorg.libX11``, not ``libx11``: evaluation falls back to the
+    old name, as the fragments' ``(pkgs.libx11 or pkgs.xorg.libX11)`` does."""
+    require_tool("nix-instantiate")
+    (tmp_path / "default.nix").write_text(
+        '{ ... }: { xorg.libX11.out.outPath = "/nix/store/00000000000000000000000000000000-libX11-1.8"; }'
+    )
+    from wheelfix.nixkb.kb import Candidate
+    from wheelfix.nixkb.storepaths import resolve_store_paths
+
+    got = resolve_store_paths(
+        str(tmp_path), [Candidate("libx11", "out", None), Candidate("nope", "out", None)]
+    )
+    assert got == {
+        Candidate("libx11", "out", None): "/nix/store/00000000000000000000000000000000-libX11-1.8",
+        Candidate("nope", "out", None): None,
+    }

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from wheelfix.errors import EXIT_BAD_INPUT, Error
 from wheelfix.nixkb.kb import Candidate
+from wheelfix.nixkb.renames import old_name
 
 __all__ = [
     "Evaluated",
@@ -78,13 +79,24 @@ def _source(nixpkgs: str) -> str:
     )
 
 
+def _path(attr: str) -> str:
+    return f"[ {' '.join(_nix_string(p) for p in attr.split('.'))} ]"
+
+
+def _item(c: Candidate) -> str:
+    """``get [ "zlib" ] "out"``; a renamed attribute falls back to its old name, as the fragments do
+    (``(pkgs.libx11 or pkgs.xorg.libX11)``)."""
+    get = f"(get {_path(c.attr)} {_nix_string(c.output)})"
+    old = old_name(c.attr)
+    if old is None:
+        return get
+    return f"(let v = {get}; in if v != null then v else get {_path(old)} {_nix_string(c.output)})"
+
+
 def nix_expression(nixpkgs: str, candidates: Sequence[Candidate], *, with_drv: bool = False) -> str:
     """A Nix expression evaluating to the list of the candidates' store paths (null where unavailable); with
     ``with_drv``, to a list of ``{ out; drv; }`` (``drv`` null for a store path that is no derivation's)."""
-    items = " ".join(
-        f"(get [ {' '.join(_nix_string(p) for p in c.attr.split('.'))} ] {_nix_string(c.output)})"
-        for c in candidates
-    )
+    items = " ".join(_item(c) for c in candidates)
     value = "{ out = p; drv = if out ? drvPath then toString out.drvPath else null; }" if with_drv else "p"
     return f"""let
   pkgs = {_source(nixpkgs)};

@@ -138,6 +138,9 @@ def choose_outputs(
             chosen.update((s, _key(c)) for s in sonames)
         for c, names in p.darwin_inputs:
             chosen.update((name, _key(c)) for name, _linux in names)
+        for _projects, fallback, sonames in p.wheel_inputs:  # no wheel of the set ships it: the package
+            if fallback is not None:
+                chosen.update((s, _key(fallback)) for s in sonames)
     picks: dict[str, Candidate] = {}
     answers: dict[str, Answer] = {}
     for need in sorted(set(needs)):
@@ -275,6 +278,7 @@ def _narrowed(
         inputs=inputs,
         runpaths=tuple((c, s) for c, s in p.runpaths if c in keys),
         darwin_inputs=tuple(sorted(darwin)),
+        wheel_inputs=(),  # what the repair pointed at is in inputs; a sibling wheel needs no input
     )
 
 
