@@ -173,7 +173,8 @@ wheelfixRepairWheels() {
     log="$(mktemp "${TMPDIR:-/tmp}/wheelfix-log.XXXXXX")"
     plan="$(mktemp "${TMPDIR:-/tmp}/wheelfix-plan.XXXXXX")"
     echo "wheelfix: repairing ${*##*/} against ${#wheelfixLibDirs[@]} library directories"
-    "@wheelfix@" repair "$@" -o "$outdir" "${args[@]}" >"$plan" 2>"$log" || status=$?
+    # -v: the whole search path per binary, which _wheelfixRecordEdits reads
+    "@wheelfix@" repair -v "$@" -o "$outdir" "${args[@]}" >"$plan" 2>"$log" || status=$?
     cat "$plan"
     cat "$log" >&2
     if ((status == 0)); then
