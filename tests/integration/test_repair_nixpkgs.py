@@ -12,6 +12,7 @@ that does not build, each named."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -374,3 +375,23 @@ def test_renamed_attribute_falls_back_to_its_old_name(tmp_path: Path) -> None:
         Candidate("libx11", "out", None): "/nix/store/00000000000000000000000000000000-libX11-1.8",
         Candidate("nope", "out", None): None,
     }
+
+
+def test_in_place_repair_of_a_venv_with_nixpkgs(
+    run_cli: RunCli,
+    wheels: dict[str, Path],
+    mini: MiniNixpkgs,
+    prefs: Path,
+    store: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """``repair --in-place VENV --nixpkgs REF``: the seam from the installed-environment side."""
+    venv = fresh_venv(tmp_path / "venv", _three(wheels))
+    assert _import(_site(venv)).returncode != 0  # libfoo.so.1 is nowhere
+    proc = run_cli("repair", "--in-place", venv, "--nixpkgs", mini.root, "--preferences", prefs)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(rf"  pkgs\.foo +{store['foo.out']}  \(libfoo\.so\.1\)", proc.stdout), proc.stdout
+    ok = _import(_site(venv))
+    assert ok.returncode == 0, ok.stderr
+    assert f"{store['foo.out']}/lib/libfoo.so.1" in ok.stdout
+    assert f"{store['stdenv.cc.cc.lib']}/lib/libstdc++.so.6" in ok.stdout
