@@ -121,7 +121,7 @@ def test_inspect_matches_readelf(filename: str, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     jsonschema.validate(report, load_schema("inspect"))
-    assert report["schema_version"] == 1
+    assert report["schema_version"] == 2
     (wheel_report,) = report["wheels"]
     assert wheel_report["filename"] == filename
 

@@ -22,9 +22,10 @@ from wheelfix.errors import (
     BadInput,
     Error,
     OutputError,
+    Problem,
 )
-from wheelfix.render.github import render_github
-from wheelfix.render.jsondoc import check_document, dumps, inspect_document
+from wheelfix.render.github import render_github, render_github_problems
+from wheelfix.render.jsondoc import check_document, check_error_document, dumps, inspect_document
 from wheelfix.render.text import render_check, render_inspect, render_missing, render_plan
 from wheelfix.wheel.archive import DEFAULT_LIMITS, Limits
 from wheelfix.wheel.atomic import atomic_fd
@@ -92,7 +93,7 @@ def cli() -> None:
 
 @cli.command()
 @_scan_options
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema: wheelfix/schema/inspect-v1.json).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema: wheelfix/schema/inspect-v2.json).")
 @click.option("--verbose", "-v", is_flag=True, help="Also list every binary with its own needs and paths.")
 def inspect(
     wheels: tuple[Path, ...], jobs: int | None, max_size: int, max_ratio: float, as_json: bool, verbose: bool
@@ -107,6 +108,17 @@ def inspect(
     )
 
 
+def _report_unchecked(
+    fmt: str, target: str, allow: tuple[str, ...], problems: Sequence[Problem], code: str
+) -> None:
+    """With --format json/github, input that could not be checked still gets a document / annotations (on
+    stdout, besides the error lines on stderr and exit 2), so a CI step that parses them sees the failure."""
+    if fmt == "json":
+        click.echo(dumps(check_error_document(target, allow, tuple(problems), code=code)), nl=False)
+    elif fmt == "github":
+        click.echo(render_github_problems(problems, code=code), nl=False)
+
+
 @cli.command()
 @_scan_options
 @click.option(
@@ -114,13 +126,20 @@ def inspect(
     default="nix",
     show_default=True,
     help="nix: every need but glibc and GPU driver libs must be met by the wheels. "
-    "manylinux_2_X: auditwheel's policy (allowlist, symbol versions, platform tag).",
+    "manylinux_2_X / musllinux_1_X (or an alias such as manylinux2014; optionally with an architecture, "
+    "e.g. manylinux_2_28_aarch64): auditwheel's policy (allowlist, symbol versions, blacklisted symbols, "
+    "ISA level, libpython, platform tags). auto: each wheel against its own platform tags.",
 )
 @click.option(
     "--allow", multiple=True, metavar="GLOB", help="Sonames to accept anyway (fnmatch; repeatable)."
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "github"]),
+    default="text",
+    show_default=True,
+    help="json: schema wheelfix/schema/check-v2.json; github: workflow annotations.",
 )
 def check(
     wheels: tuple[Path, ...],
@@ -131,12 +150,22 @@ def check(
     allow: tuple[str, ...],
     fmt: str,
 ) -> None:
-    """Exit 1 if WHEELS are not portable to TARGET, 0 if they are."""
+    """Exit 1 if WHEELS are not portable to TARGET, 0 if they are.
+
+    Every wheel's JSON object names the most compatible manylinux/musllinux tag its binaries are
+    consistent with (consistent_with), whatever the target.
+    """
     try:
         parse_target(target)  # before the (possibly long) scan
     except UnknownTarget as e:
+        _report_unchecked(fmt, target, allow, [Problem("", None, str(e))], "usage")
         raise click.BadParameter(str(e), param_hint="--target") from None
-    result = api.check(_analyze(wheels, jobs, max_size, max_ratio), target, allow=allow)
+    try:
+        analysis = _analyze(wheels, jobs, max_size, max_ratio)
+    except BadInput as e:
+        _report_unchecked(fmt, target, allow, e.problems, "bad-input")
+        raise
+    result = api.check(analysis, target, allow=allow)
     if fmt == "json":
         click.echo(dumps(check_document(result)), nl=False)
     elif fmt == "github":
