@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from wheelfix._enum import StrEnum
-from wheelfix.analysis.model import Analysis, ElfAnalysis, Need, Outcome, Source, WheelAnalysis
+from wheelfix.analysis.model import Analysis, BinaryKind, ElfAnalysis, Need, Outcome, Source, WheelAnalysis
 from wheelfix.analysis.policy import (
     LinuxPolicy,
     LinuxTag,
@@ -400,6 +400,7 @@ class _Binary:
     member: str
     arch: str
     external: tuple[str, ...]  # required needs nothing in the wheel set provides (libpython aside)
+    unreachable: tuple[str, ...]  # (executables, extensions) in the wheel set but not on the search path
     libpython: tuple[str, ...]
     needed: tuple[str, ...]  # DT_NEEDED (for blacklists)
     versions: tuple[tuple[str, str], ...]  # (file, version) that the policies judge
@@ -426,10 +427,19 @@ def _counted_versions(b: ElfAnalysis) -> tuple[tuple[str, str], ...]:
 
 
 def _binary(b: ElfAnalysis) -> _Binary:
+    """An executable or an extension module is loaded first: a bundled library that is not on its search
+    path is loaded by nothing before it, so it is missing on every system (as auditwheel's ldd finds it). A
+    library may be loaded after something that loaded its need (the not-on-search-path warning says so)."""
     external: list[str] = []
     libpython: list[str] = []
+    unreachable: list[str] = []
+    first = b.kind in (BinaryKind.EXECUTABLE, BinaryKind.EXTENSION)
     for n in b.needs:
-        if not n.required or n.resolution.outcome in _IN_WHEEL or n.soname.startswith(_LOADERS):
+        if not n.required or n.soname.startswith(_LOADERS):
+            continue
+        if n.resolution.outcome in _IN_WHEEL:
+            if first and not n.resolution.reachable:
+                unreachable.append(n.soname)
             continue
         (libpython if n.resolution.outcome is Outcome.PYTHON else external).append(n.soname)
     extras = b.binary.extras
@@ -441,6 +451,7 @@ def _binary(b: ElfAnalysis) -> _Binary:
         member=b.binary.member,
         arch=b.binary.elf.machine,
         external=tuple(dict.fromkeys(external)),
+        unreachable=tuple(dict.fromkeys(unreachable)),
         libpython=tuple(dict.fromkeys(libpython)),
         needed=b.binary.elf.needed,
         versions=_counted_versions(b),
@@ -551,13 +562,15 @@ def _version_causes(binaries: Sequence[_Binary], policy: LinuxPolicy) -> list[_C
 
 def _library_causes(binaries: Sequence[_Binary], policy: LinuxPolicy, allow: Sequence[str]) -> list[_Cause]:
     external: dict[str, set[str]] = {}
+    unreachable: dict[str, set[str]] = {}
     libpython: dict[str, set[str]] = {}
     blacklisted: dict[str, set[str]] = {}
     hits: dict[str, set[str]] = {}
     for b in binaries:
-        for soname in b.external:
-            if not policy.allows_library(soname, b.arch) and not _allowed(soname, allow):
-                external.setdefault(soname, set()).add(b.member)
+        for names, into in ((b.external, external), (b.unreachable, unreachable)):
+            for soname in names:
+                if not policy.allows_library(soname, b.arch) and not _allowed(soname, allow):
+                    into.setdefault(soname, set()).add(b.member)
         for soname in b.libpython:
             if not _allowed(soname, allow):
                 libpython.setdefault(soname, set()).add(b.member)
@@ -577,6 +590,17 @@ def _library_causes(binaries: Sequence[_Binary], policy: LinuxPolicy, allow: Seq
             f"{soname} is not bundled and not on {policy.name}'s allowlist",
         )
         for soname, members in _sorted_members(external).items()
+    ]
+    causes += [
+        _Cause(
+            "external-library",
+            soname,
+            members,
+            (),
+            f"{soname} is in the wheel, but not on the search path (RPATH/RUNPATH) of these binaries, which "
+            f"nothing loads before them: on a {policy.name} system nothing provides it",
+        )
+        for soname, members in _sorted_members(unreachable).items()
     ]
     causes += [
         _Cause(
@@ -852,6 +876,21 @@ def _platform_findings(facts: _Facts, target: Target) -> list[Finding]:
     return found
 
 
+def _without_repeats(found: list[Finding]) -> list[Finding]:
+    """Drop the not-on-search-path warnings an external-library error already says (same soname, binaries)."""
+    said = {
+        (f.soname, m)
+        for f in found
+        if f.severity is Severity.ERROR and "external-library" in (f.code, f.cause)
+        for m in f.members
+    }
+    return [
+        f
+        for f in found
+        if f.code != "not-on-search-path" or not all((f.soname, m) in said for m in f.members)
+    ]
+
+
 def _check_policy(
     wheel: WheelAnalysis, target: Target, allow: Sequence[str]
 ) -> tuple[list[Finding], _Facts | None]:
@@ -871,7 +910,7 @@ def _check_policy(
             found.append(_finding(wheel.scan.path, cause, label))
     found += _tag_findings(facts, allow, policy)
     found += _shared_findings(wheel, allow)
-    return found, facts
+    return _without_repeats(found), facts
 
 
 def _check_auto(wheel: WheelAnalysis, allow: Sequence[str]) -> tuple[list[Finding], _Facts | None]:
@@ -897,7 +936,7 @@ def _check_auto(wheel: WheelAnalysis, allow: Sequence[str]) -> tuple[list[Findin
         )
     found += _tag_findings(facts, allow, None)
     found += _shared_findings(wheel, allow)
-    return found, facts
+    return _without_repeats(found), facts
 
 
 def _musl_findings(wheel: WheelAnalysis) -> list[Finding]:
