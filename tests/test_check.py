@@ -59,8 +59,8 @@ def test_manylinux_target_checks_symbol_versions_and_tags(run_cli: RunCli, wheel
     assert proc.returncode == 1
     messages = [f["message"] for f in json.loads(proc.stdout)["findings"]]
     assert any(
-        "needs CXXABI_1.3.9, GLIBCXX_3.4.21; manylinux_2_17 allows up to CXXABI_1.3.7 and up to GLIBCXX_3.4.19"
-        in m
+        "needs CXXABI_1.3.9, GLIBCXX_3.4.21; manylinux_2_17 allows up to CXXABI_1.3.7 and up to "
+        "GLIBCXX_3.4.19" in m
         for m in messages
     )
     # a newer target accepts the same binaries, but not the wheel's own (too old) tag
