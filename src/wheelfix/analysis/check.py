@@ -20,6 +20,7 @@ Findings are grouped: one per wheel, cause and soname, listing the binaries (``m
 from __future__ import annotations
 
 import fnmatch
+import posixpath
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -426,19 +427,42 @@ def _counted_versions(b: ElfAnalysis) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _binary(b: ElfAnalysis) -> _Binary:
-    """An executable or an extension module is loaded first: a bundled library that is not on its search
-    path is loaded by nothing before it, so it is missing on every system (as auditwheel's ldd finds it). A
-    library may be loaded after something that loaded its need (the not-on-search-path warning says so)."""
+def _loaded_by_packages(wheel: WheelAnalysis) -> dict[str, set[str]]:
+    """soname -> the package directories with an extension module that finds it on its search path."""
+    out: dict[str, set[str]] = {}
+    for b in wheel.elf:
+        if b.kind is BinaryKind.EXTENSION:
+            where = posixpath.dirname(b.binary.location.path)
+            for n in b.needs:
+                if n.required and n.resolution.outcome in _IN_WHEEL and n.resolution.reachable:
+                    out.setdefault(n.soname, set()).add(where)
+    return out
+
+
+def _loaded_first(b: ElfAnalysis, soname: str, loaded: dict[str, set[str]]) -> bool:
+    """Whether nothing has loaded ``soname`` by the time ``b`` loads: always for an executable; for an
+    extension module, unless an extension of an enclosing package finds it (Python imports the enclosing
+    packages first, as mujoco.experimental.studio's modules rely on); a library may be loaded after
+    something that loaded it."""
+    if b.kind is BinaryKind.EXECUTABLE:
+        return True
+    if b.kind is not BinaryKind.EXTENSION:
+        return False
+    here = posixpath.dirname(b.binary.location.path)
+    return not any(d and here.startswith(d + "/") for d in loaded.get(soname, ()))
+
+
+def _binary(b: ElfAnalysis, loaded: dict[str, set[str]]) -> _Binary:
+    """A bundled library that is not on the search path of a binary nothing loads before it is missing on
+    every system (as auditwheel's ldd finds it); otherwise the not-on-search-path warning says it."""
     external: list[str] = []
     libpython: list[str] = []
     unreachable: list[str] = []
-    first = b.kind in (BinaryKind.EXECUTABLE, BinaryKind.EXTENSION)
     for n in b.needs:
         if not n.required or n.soname.startswith(_LOADERS):
             continue
         if n.resolution.outcome in _IN_WHEEL:
-            if first and not n.resolution.reachable:
+            if not n.resolution.reachable and _loaded_first(b, n.soname, loaded):
                 unreachable.append(n.soname)
             continue
         (libpython if n.resolution.outcome is Outcome.PYTHON else external).append(n.soname)
@@ -489,6 +513,7 @@ def _facts(wheel: WheelAnalysis) -> _Facts:
     platform = _platform(wheel)
     facts = _Facts(wheel, platform, wheel_libc(wheel))
     tagged = platform.archs
+    loaded = _loaded_by_packages(wheel)
     for b in wheel.elf:
         machine = b.binary.elf.machine
         if machine not in _CPU_ARCHS:
@@ -496,7 +521,7 @@ def _facts(wheel: WheelAnalysis) -> _Facts:
         elif tagged and machine not in tagged:
             facts.foreign.setdefault(machine, []).append(b.binary.member)
         else:
-            facts.binaries.append(_binary(b))
+            facts.binaries.append(_binary(b, loaded))
     return facts
 
 
