@@ -221,7 +221,7 @@ def _first_consistent(result: Any, analysis: Any) -> None:
         assert parsed is not None and parsed.policy is not None and parsed.arch is not None
         at = run_check(analysis, tag)
         assert not [f for f in at.of(verdict.path) if f.code in VERSION_CODES], tag
-        for older in (*manylinux_policies(), *musllinux_policies()):
+        for older in manylinux_policies():  # musl: always the newest policy (no symbol versions to tell)
             if older.libc != parsed.policy.libc or older.version >= parsed.policy.version:
                 continue
             if not older.covers(parsed.arch):

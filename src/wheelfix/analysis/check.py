@@ -711,9 +711,14 @@ def _consistent(facts: _Facts) -> str | None:
     some architecture has none."""
     if facts.libc is None or not facts.archs:
         return None
+    policies = linux_policies(facts.libc)
+    if facts.libc == "musl":
+        # musl versions no symbol, so the data cannot tell a musl 1.1 binary from a 1.2 one: like auditwheel
+        # off a musl host, name the newest policy (--target musllinux_1_1 still checks that one's lists)
+        policies = policies[-1:]
     tags = []
     for arch in facts.archs:
-        fits = (p for p in linux_policies(facts.libc) if p.covers(arch) and not _causes(facts, p, (), arch))
+        fits = (p for p in policies if p.covers(arch) and not _causes(facts, p, (), arch))
         best = next(fits, None)
         if best is None:
             return None
