@@ -94,6 +94,7 @@ SONAMES = (
 VERSION_CODES = frozenset(
     {
         "external-library",
+        "nix-store",
         "libpython",
         "symbol-version",
         "blacklisted-symbol",

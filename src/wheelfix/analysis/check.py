@@ -401,6 +401,7 @@ class _Binary:
     member: str
     arch: str
     external: tuple[str, ...]  # required needs nothing in the wheel set provides (libpython aside)
+    store: frozenset[str]  # those of them pinned to /nix/store (a repaired wheel)
     unreachable: tuple[str, ...]  # (executables, extensions) in the wheel set but not on the search path
     libpython: tuple[str, ...]
     needed: tuple[str, ...]  # DT_NEEDED (for blacklists)
@@ -475,6 +476,7 @@ def _binary(b: ElfAnalysis, loaded: dict[str, set[str]]) -> _Binary:
         member=b.binary.member,
         arch=b.binary.elf.machine,
         external=tuple(dict.fromkeys(external)),
+        store=frozenset(n.soname for n in b.needs if n.resolution.outcome is Outcome.NIX_STORE),
         unreachable=tuple(dict.fromkeys(unreachable)),
         libpython=tuple(dict.fromkeys(libpython)),
         needed=b.binary.elf.needed,
@@ -587,6 +589,7 @@ def _version_causes(binaries: Sequence[_Binary], policy: LinuxPolicy) -> list[_C
 
 def _library_causes(binaries: Sequence[_Binary], policy: LinuxPolicy, allow: Sequence[str]) -> list[_Cause]:
     external: dict[str, set[str]] = {}
+    store: dict[str, set[str]] = {}
     unreachable: dict[str, set[str]] = {}
     libpython: dict[str, set[str]] = {}
     blacklisted: dict[str, set[str]] = {}
@@ -595,7 +598,9 @@ def _library_causes(binaries: Sequence[_Binary], policy: LinuxPolicy, allow: Seq
         for names, into in ((b.external, external), (b.unreachable, unreachable)):
             for soname in names:
                 if not policy.allows_library(soname, b.arch) and not _allowed(soname, allow):
-                    into.setdefault(soname, set()).add(b.member)
+                    (store if soname in b.store and into is external else into).setdefault(soname, set()).add(
+                        b.member
+                    )
         for soname in b.libpython:
             if not _allowed(soname, allow):
                 libpython.setdefault(soname, set()).add(b.member)
@@ -615,6 +620,17 @@ def _library_causes(binaries: Sequence[_Binary], policy: LinuxPolicy, allow: Seq
             f"{soname} is not bundled and not on {policy.name}'s allowlist",
         )
         for soname, members in _sorted_members(external).items()
+    ]
+    causes += [
+        _Cause(
+            "nix-store",
+            soname,
+            members,
+            (),
+            f"{soname} is loaded from /nix/store (a repaired wheel), which exists only on Nix, and is not on "
+            f"{policy.name}'s allowlist",
+        )
+        for soname, members in _sorted_members(store).items()
     ]
     causes += [
         _Cause(

@@ -36,8 +36,13 @@ __all__ = [
 SCHEMA_VERSION = 2
 
 
-def load_schema(kind: str, version: int = SCHEMA_VERSION) -> dict[str, Any]:
-    """The JSON Schema for ``kind`` ("inspect" or "check"), of ``version`` (the current one by default)."""
+_CURRENT = {"inspect": SCHEMA_VERSION, "check": SCHEMA_VERSION, "lookup": 1}
+
+
+def load_schema(kind: str, version: int | None = None) -> dict[str, Any]:
+    """The JSON Schema for ``kind`` ("inspect", "check" or "lookup"), of ``version`` (by default the one
+    wheelfix writes)."""
+    version = version if version is not None else _CURRENT.get(kind, SCHEMA_VERSION)
     text = resources.files("wheelfix.schema").joinpath(f"{kind}-v{version}.json").read_text("utf-8")
     result: dict[str, Any] = json.loads(text)
     return result
