@@ -20,7 +20,14 @@ try:
 except PackageNotFoundError:  # pragma: no cover - run from a source tree that is not installed
     __version__ = "0+unknown"
 
-from wheelfix.analysis.check import CheckResult, Finding, Severity, UnknownTarget
+from wheelfix.analysis.check import (
+    CheckResult,
+    Finding,
+    Severity,
+    UnknownTarget,
+    WheelVerdict,
+    consistent_with,
+)
 from wheelfix.analysis.model import (
     Analysis,
     BinaryFormat,
@@ -102,9 +109,11 @@ __all__ = [
     "UsageError",
     "WheelAnalysis",
     "WheelPlan",
+    "WheelVerdict",
     "__version__",
     "check",
     "check_env",
+    "consistent_with",
     "inspect",
     "inspect_env",
     "lib_path_warnings",

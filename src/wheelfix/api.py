@@ -73,7 +73,10 @@ def inspect(
 
 
 def check(analysis: Analysis, target: str = "nix", *, allow: Sequence[str] = ()) -> CheckResult:
-    """Judge an analysis for ``target`` (``nix`` or ``manylinux_2_X``); ``result.passed`` is the verdict.
+    """Judge an analysis for ``target``: ``nix``, ``auto`` (each wheel against its own platform tags), or a
+    manylinux/musllinux policy (``manylinux_2_28``, ``manylinux2014``, ``musllinux_1_2``, optionally with an
+    architecture: ``manylinux_2_28_aarch64``). ``result.passed`` is the verdict; ``result.wheels`` has each
+    wheel's ``consistent_with`` (the most compatible manylinux/musllinux tag its binaries satisfy).
     Raises :class:`~wheelfix.analysis.check.UnknownTarget` (a :class:`~wheelfix.errors.UsageError`)."""
     return run_check(analysis, target, allow)
 

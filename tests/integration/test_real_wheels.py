@@ -1,6 +1,6 @@
 """Oracle test: ``wheelfix inspect --json`` against binutils' ``readelf`` on real wheels.
 
-For every pinned CI wheel in ``tests/realwheels/manifest.json``, every zip member that starts
+For every pinned CI wheel in ``tests/support/realwheels.json``, every zip member that starts
 with the ELF magic is extracted and read with ``readelf``; NEEDED (in order), SONAME, RPATH,
 RUNPATH, PT_INTERP and the machine must equal what wheelfix reports for that member, and the
 report must validate against the inspect schema.
@@ -67,7 +67,7 @@ def test_inspect_matches_readelf(filename: str, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     jsonschema.validate(report, load_schema("inspect"))
-    assert report["schema_version"] == 1
+    assert report["schema_version"] == 2
     (wheel_report,) = report["wheels"]
     assert wheel_report["filename"] == filename
 

@@ -21,7 +21,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from wheelfix.analysis.policy import manylinux_policies, musllinux_policies
 from wheelfix.binfmt import MAGIC_PREFIX_LEN, BinaryFormat, BinaryFormatError, detect_format
+from wheelfix.binfmt.elf.extras import EMPTY as NO_EXTRAS
+from wheelfix.binfmt.elf.extras import ElfExtras, read_extras
 from wheelfix.binfmt.elf.reader import ElfInfo, parse_elf
 from wheelfix.binfmt.macho.reader import MachOInfo, parse_macho
 from wheelfix.errors import BadInput, Problem
@@ -58,6 +61,8 @@ class ElfMember:
     location: InstallLocation
     size: int
     elf: ElfInfo
+    # portability facts beyond dynamic linking (ISA level, imports of blacklisted symbols), read leniently
+    extras: ElfExtras = NO_EXTRAS
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +116,11 @@ def default_jobs() -> int:
         n = os.cpu_count() or 1
     return max(1, min(n, 8))
 
+
+# the imported symbols the policy checks look at: every policy's blacklist, and auditwheel's PyFPE names
+WANTED_IMPORTS = frozenset().union(
+    *(names for p in (*manylinux_policies(), *musllinux_policies()) for names in p.blacklist.values())
+) | frozenset({"PyFPE_jbuf", "PyFPE_dummy", "PyFPE_counter"})
 
 _BIG = 2 << 20
 _BUDGET_MARGIN = 64 << 20
@@ -191,7 +201,8 @@ def _scan_member(
                     except BinaryFormatError as e:
                         problems.append(Problem(file, name, f"malformed ELF: {e}"))
                     else:
-                        result = ElfMember(name, archive.install_location(name), info.file_size, elf)
+                        extras = read_extras(buf, wanted=WANTED_IMPORTS)
+                        result = ElfMember(name, archive.install_location(name), info.file_size, elf, extras)
                 else:
                     try:
                         macho = parse_macho(buf)

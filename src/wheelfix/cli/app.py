@@ -27,11 +27,12 @@ from wheelfix.errors import (
     BadInput,
     Error,
     OutputError,
+    Problem,
 )
 from wheelfix.nixkb.kb import Answer
 from wheelfix.render.env import render_env
-from wheelfix.render.github import render_github
-from wheelfix.render.jsondoc import check_document, dumps, inspect_document
+from wheelfix.render.github import render_github, render_github_problems
+from wheelfix.render.jsondoc import check_document, check_error_document, dumps, inspect_document
 from wheelfix.render.nix import FLAVORS, nix_ref, plan_nix
 from wheelfix.render.nix_impure import IMPURE_FLAVORS
 from wheelfix.render.text import MissingContext, render_check, render_inspect, render_missing, render_plan
@@ -199,7 +200,7 @@ def cli() -> None:
 
 @cli.command()
 @_scan_options
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema: wheelfix/schema/inspect-v1.json).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema: wheelfix/schema/inspect-v2.json).")
 @_verbosity
 def inspect(scan: ScanOptions, as_json: bool, out: Verbosity) -> None:
     """Report what the binaries in WHEELS need and where each need resolves.
@@ -225,6 +226,17 @@ def inspect(scan: ScanOptions, as_json: bool, out: Verbosity) -> None:
     click.echo(text, nl=False)
 
 
+def _report_unchecked(
+    fmt: str, target: str, allow: tuple[str, ...], problems: Sequence[Problem], code: str
+) -> None:
+    """With --format json/github, input that could not be checked still gets a document / annotations (on
+    stdout, besides the error lines on stderr and exit 2), so a CI step that parses them sees the failure."""
+    if fmt == "json":
+        click.echo(dumps(check_error_document(target, allow, tuple(problems), code=code)), nl=False)
+    elif fmt == "github":
+        click.echo(render_github_problems(problems, code=code), nl=False)
+
+
 @cli.command()
 @_scan_options
 @click.option(
@@ -232,26 +244,43 @@ def inspect(scan: ScanOptions, as_json: bool, out: Verbosity) -> None:
     default="nix",
     show_default=True,
     help="nix: every need but glibc and GPU driver libs must be met by the wheels. "
-    "manylinux_2_X: auditwheel's policy (allowlist, symbol versions, platform tag).",
+    "manylinux_2_X / musllinux_1_X (or an alias such as manylinux2014; optionally with an architecture, "
+    "e.g. manylinux_2_28_aarch64): auditwheel's policy (allowlist, symbol versions, blacklisted symbols, "
+    "ISA level, libpython, platform tags). auto: each wheel against its own platform tags.",
 )
 @click.option(
     "--allow", multiple=True, metavar="GLOB", help="Sonames to accept anyway (fnmatch; repeatable)."
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "github"]),
+    default="text",
+    show_default=True,
+    help="json: schema wheelfix/schema/check-v2.json; github: workflow annotations.",
 )
 @_verbosity
 def check(scan: ScanOptions, target: str, allow: tuple[str, ...], fmt: str, out: Verbosity) -> None:
-    """Exit 1 if WHEELS (or one installed environment) are not portable to TARGET, 0 if they are."""
+    """Exit 1 if WHEELS (or one installed environment) are not portable to TARGET, 0 if they are.
+
+    Every wheel's JSON object names the most compatible manylinux/musllinux tag its binaries are
+    consistent with (consistent_with), whatever the target.
+    """
     try:
         parse_target(target)  # before the (possibly long) scan
     except UnknownTarget as e:
+        _report_unchecked(fmt, target, allow, [Problem("", None, str(e))], "usage")
         raise click.BadParameter(str(e), param_hint="--target") from None
     env_path = _environment(scan)
     if env_path is not None:
         result = api.check_env(_inspect_env(env_path, scan), target, allow=allow)
     else:
-        result = api.check(_analyze(scan, out), target, allow=allow)
+        try:
+            analysis = _analyze(scan, out)
+        except BadInput as e:
+            _report_unchecked(fmt, target, allow, e.problems, "bad-input")
+            raise
+        result = api.check(analysis, target, allow=allow)
     if fmt == "json":
         click.echo(dumps(check_document(result)), nl=False)
     elif fmt == "github":
@@ -751,7 +780,14 @@ def nix_fragment(
             click.echo(f"wrote {output}", err=True)
     if fragment.unknown:
         click.echo(f"wheelfix: no known nixpkgs package provides: {', '.join(fragment.unknown)}", err=True)
-    sys.exit(EXIT_OK if not fragment.unknown else EXIT_FINDINGS)
+    musl = fragment.plan.musl
+    if musl:
+        click.echo(
+            "wheelfix: musllinux wheels (for a musl-based Python; nixpkgs' Python cannot load them): "
+            + ", ".join(musl),
+            err=True,
+        )
+    sys.exit(EXIT_OK if not fragment.unknown and not musl else EXIT_FINDINGS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

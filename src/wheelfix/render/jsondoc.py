@@ -1,5 +1,7 @@
 """JSON documents for ``inspect --json`` and ``check --format json``, following the versioned schemas
-shipped in ``wheelfix/schema/``."""
+shipped in ``wheelfix/schema/`` (version 2: version 1's keys, plus ``libc``/``consistent_with`` per wheel,
+``policy``/``symbols``/``cause`` per finding, per-wheel verdicts, ``exit_code``, and a document for input
+that could not be read)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from importlib import resources
 from typing import Any
 
 from wheelfix import __version__
-from wheelfix.analysis.check import CheckResult
+from wheelfix.analysis.check import CheckResult, Finding, Severity, consistent_with, wheel_libc
 from wheelfix.analysis.model import (
     Analysis,
     ArchView,
@@ -19,15 +21,29 @@ from wheelfix.analysis.model import (
     SearchDir,
     WheelAnalysis,
 )
+from wheelfix.binfmt.elf.extras import x86_isa_level
+from wheelfix.errors import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, Problem
 
-__all__ = ["SCHEMA_VERSION", "check_document", "dumps", "inspect_document", "load_schema"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "check_document",
+    "check_error_document",
+    "dumps",
+    "inspect_document",
+    "load_schema",
+]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
-def load_schema(kind: str) -> dict[str, Any]:
-    """The JSON Schema for ``kind`` ("inspect" or "check")."""
-    text = resources.files("wheelfix.schema").joinpath(f"{kind}-v{SCHEMA_VERSION}.json").read_text("utf-8")
+_CURRENT = {"inspect": SCHEMA_VERSION, "check": SCHEMA_VERSION, "lookup": 1}
+
+
+def load_schema(kind: str, version: int | None = None) -> dict[str, Any]:
+    """The JSON Schema for ``kind`` ("inspect", "check" or "lookup"), of ``version`` (by default the one
+    wheelfix writes)."""
+    version = version if version is not None else _CURRENT.get(kind, SCHEMA_VERSION)
+    text = resources.files("wheelfix.schema").joinpath(f"{kind}-v{version}.json").read_text("utf-8")
     result: dict[str, Any] = json.loads(text)
     return result
 
@@ -61,6 +77,7 @@ def _search_dir(d: SearchDir) -> dict[str, Any]:
 
 def _binary(b: ElfAnalysis) -> dict[str, Any]:
     elf = b.binary.elf
+    isa = b.binary.extras.isa_needed
     return {
         "member": b.binary.member,
         "install": {"scheme": b.binary.location.scheme, "path": b.binary.location.path},
@@ -90,6 +107,7 @@ def _binary(b: ElfAnalysis) -> dict[str, Any]:
                 for n in elf.dlopen_notes
             ],
             "dlopen_candidates": list(elf.dlopen_candidates),
+            "isa_level": x86_isa_level(isa) if isa is not None and elf.machine == "x86_64" else None,
         },
         "search_path": [_search_dir(d) for d in b.search_path],
         "needs": [
@@ -168,6 +186,8 @@ def _wheel(w: WheelAnalysis) -> dict[str, Any]:
         "wheel_tags": list(meta.wheel_tags),
         "root_is_purelib": meta.root_is_purelib,
         "dist_info": meta.dist_info,
+        "libc": wheel_libc(w),
+        "consistent_with": consistent_with(w),
         "file_size": w.scan.file_size,
         "member_count": w.scan.member_count,
         "uncompressed_size": w.scan.uncompressed_size,
@@ -200,23 +220,71 @@ def inspect_document(analysis: Analysis) -> dict[str, Any]:
     }
 
 
+def _finding(f: Finding) -> dict[str, Any]:
+    return {
+        "severity": f.severity,
+        "code": f.code,
+        "wheel": f.wheel,
+        "soname": f.soname,
+        "members": list(f.members),
+        "message": f.message,
+        "policy": f.policy,
+        "symbols": list(f.symbols),
+        "cause": f.cause,
+    }
+
+
 def check_document(result: CheckResult) -> dict[str, Any]:
+    wheels = []
+    for v in result.wheels:
+        mine = result.of(v.path)
+        errors = sum(1 for f in mine if f.severity is Severity.ERROR)
+        wheels.append(
+            {
+                "path": v.path,
+                "filename": v.filename,
+                "platform_tags": list(v.platform_tags),
+                "libc": v.libc,
+                "consistent_with": v.consistent_with,
+                "passed": errors == 0,
+                "errors": errors,
+                "warnings": len(mine) - errors,
+            }
+        )
     return {
         **_header("check"),
         "target": result.target,
         "allow": list(result.allow),
         "passed": result.passed,
+        "exit_code": EXIT_OK if result.passed else EXIT_FINDINGS,
         "errors": len(result.errors),
         "warnings": len(result.findings) - len(result.errors),
-        "findings": [
-            {
-                "severity": f.severity,
-                "code": f.code,
-                "wheel": f.wheel,
-                "soname": f.soname,
-                "members": list(f.members),
-                "message": f.message,
-            }
-            for f in result.findings
-        ],
+        "findings": [_finding(f) for f in result.findings],
+        "wheels": wheels,
+    }
+
+
+def check_error_document(
+    target: str,
+    allow: tuple[str, ...] | list[str],
+    problems: tuple[Problem, ...] | list[Problem],
+    *,
+    code: str,
+) -> dict[str, Any]:
+    """The check document for input that could not be checked at all (``code`` "bad-input": an unreadable
+    or unsafe wheel; "usage": an unknown target): one error finding per problem, ``exit_code`` 2."""
+    findings = [
+        Finding(Severity.ERROR, code, p.file, None, (p.member,) if p.member else (), p.message)
+        for p in problems
+    ]
+    return {
+        **_header("check"),
+        "target": target,
+        "allow": list(allow),
+        "passed": False,
+        "exit_code": EXIT_BAD_INPUT,
+        "errors": len(findings),
+        "warnings": 0,
+        "findings": [_finding(f) for f in findings],
+        "wheels": [],
     }

@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from wheelfix.analysis.model import Analysis, Library, Outcome, Source, WheelAnalysis
+from wheelfix.analysis.policy import is_musl_libc
 from wheelfix.errors import BadInput
 from wheelfix.nixkb.kb import Answer, Candidate, KnowledgeBase
 from wheelfix.nixkb.renames import old_name
@@ -165,6 +166,8 @@ class PackagePlan:
     # to use when the set has none of them or None, sonames). The KB knows them: CUDA libraries (the
     # nvidia-* wheels, else unfree cudaPackages.*), cmeel-* builds, torch's libc10.so, ...
     wheel_inputs: tuple[tuple[tuple[str, ...], Candidate | None, tuple[str, ...]], ...] = ()
+    # musllinux wheels (file names): no nixpkgs input makes nixpkgs' glibc Python load them
+    musl: tuple[str, ...] = ()
 
     @property
     def all_unknown(self) -> tuple[str, ...]:
@@ -185,6 +188,11 @@ class NixPlan:
     @property
     def macos(self) -> bool:
         return any(p.macos for p in self.packages)
+
+    @property
+    def musl(self) -> tuple[str, ...]:
+        """musllinux wheels: built for musl libc, never loadable into nixpkgs' (glibc) Python."""
+        return tuple(sorted({w for p in self.packages for w in p.musl}))
 
 
 class _Acc:
@@ -209,6 +217,7 @@ class _Acc:
         self.d_unknown: set[str] = set()
         self.d_needed: set[str] = set()
         self.wheel_inputs: dict[tuple[tuple[str, ...], Candidate | None], set[str]] = {}
+        self.musl: set[str] = set()
 
     def plan(self) -> PackagePlan:
         def grouped(d: dict[Candidate, set[str]]) -> tuple[tuple[Candidate, tuple[str, ...]], ...]:
@@ -249,6 +258,7 @@ class _Acc:
                     key=lambda item: (item[0], item[2]),
                 )
             ),
+            musl=tuple(sorted(self.musl)),
         )
 
 
@@ -371,6 +381,9 @@ def plan_nix(analysis: Analysis, kb: KnowledgeBase) -> NixPlan:
         acc.elf = acc.elf or bool(wheel.elf)
         acc.has_binaries = acc.has_binaries or bool(wheel.elf) or bool(wheel.macho)
         for lib in WheelAnalysis(wheel.scan, wheel.elf).libraries():
+            if is_musl_libc(lib.soname):  # musl's libc: a musllinux wheel, not a need pkgs.musl meets
+                acc.musl.add(meta.filename)
+                continue
             _add_library(acc, lib, kb)
         for lib in WheelAnalysis(wheel.scan, (), wheel.macho).libraries():
             _add_darwin_library(acc, lib, kb)
@@ -503,6 +516,12 @@ def _header(plan: NixPlan, flavor: Flavor) -> list[str]:
             lines.extend(_CUDA_WHEELS)
         elif cuda_wheels and flavor == "poetry2nix":
             lines.extend(_CUDA_WHEELS_POETRY)
+    if plan.musl:
+        lines.append(
+            "# MUSLLINUX: built for musl libc (a musl-based Python such as Alpine's); nixpkgs' Python uses "
+            "glibc and cannot load them whatever is added here: use the manylinux wheels instead:"
+        )
+        lines.extend(f"#   {_comment(w)}" for w in plan.musl)
     unknown = [(p.name, p.all_unknown) for p in plan.packages if p.all_unknown]
     if unknown:
         lines.append(
@@ -549,6 +568,8 @@ def _notes(indent: str, p: PackagePlan, flavor: Flavor = "plain") -> list[str]:
             lines.append(f"{indent}#   {_comment(soname)}: {where}")
     for soname in p.unknown:
         lines.append(f"{indent}# UNKNOWN: {_comment(soname)}: no known nixpkgs package provides it")
+    for wheel in p.musl:
+        lines.append(f"{indent}# MUSLLINUX: {_comment(wheel)}: for musl libc; nixpkgs' Python cannot load it")
     for name, packages in p.darwin_other:
         shipped = f"shipped by the Python package {_comment(', '.join(packages))}; keep it installed"
         lines.append(f"{indent}# macOS: {_comment(name)}: {shipped}")

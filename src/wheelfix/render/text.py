@@ -6,8 +6,9 @@ import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from wheelfix.analysis.check import CheckResult
+from wheelfix.analysis.check import CheckResult, Finding, Severity, WheelVerdict, consistent_with, wheel_libc
 from wheelfix.analysis.model import Analysis, Library, Outcome, WheelAnalysis
+from wheelfix.analysis.policy import is_musl_libc
 from wheelfix.nixkb.kb import Answer
 from wheelfix.render.nix import nix_ref
 from wheelfix.repair.plan import ElfEdit, Missing, WheelPlan
@@ -34,14 +35,41 @@ def _members(members: tuple[str, ...]) -> str:
     return f"{shown} (+{more} more)" if more > 0 else shown
 
 
+def _label(lib: Library) -> str:
+    if lib.outcome is Outcome.UNRESOLVED and is_musl_libc(lib.soname):
+        return "musl libc"
+    return _LABEL[lib.outcome]
+
+
 def _where(lib: Library) -> str:
     r = lib.resolution
+    if lib.outcome is Outcome.UNRESOLVED and is_musl_libc(lib.soname):
+        return "musl's C library: a musllinux binary, for a musl-based Python (Alpine), not a glibc one"
     if lib.outcome in (Outcome.BUNDLED, Outcome.OTHER_WHEEL):
         place = r.member if lib.outcome is Outcome.BUNDLED else f"{r.member} in {r.wheel}"
         if not r.reachable:
             return f"{place} -- NOT on the search path: loads only if already loaded"
         return f"{place} via {r.via}"
     return r.detail
+
+
+def _library_lines(lib: Library, indent: str) -> list[str]:
+    return [
+        f"{indent}{_label(lib):<11} {lib.soname}: {_where(lib)}",
+        f"{indent}{'':<11}   needed by {_members(lib.needed_by)}",
+    ]
+
+
+def _platform_line(w: WheelAnalysis) -> str | None:
+    libc = wheel_libc(w)
+    if libc == "musl":
+        return (
+            "  musllinux wheel: its binaries link musl's C library; they load only into a musl-based Python "
+            "(Alpine), not into a glibc one such as nixpkgs'"
+        )
+    if libc is None:
+        return None
+    return f"  binaries consistent with {consistent_with(w) or 'no manylinux tag'}"
 
 
 def _wheel(w: WheelAnalysis, verbose: bool) -> list[str]:
@@ -53,12 +81,19 @@ def _wheel(w: WheelAnalysis, verbose: bool) -> list[str]:
         f"  {meta.name} {meta.version}; tags {', '.join(meta.platform_tags)}; "
         f"{w.scan.member_count} members, {len(w.elf)} ELF binaries{macho}, {len(libs)} libraries needed",
     ]
+    platform = _platform_line(w)
+    if platform:
+        lines.append(platform)
+    hints = [lib for lib in libs if not lib.required]
     for lib in libs:
-        hint = "" if lib.required else " (dlopen hint)"
-        lines.append(f"  {_LABEL[lib.outcome]:<11} {lib.soname}{hint}: {_where(lib)}")
-        lines.append(f"  {'':<11}   needed by {_members(lib.needed_by)}")
+        if lib.required:
+            lines.extend(_library_lines(lib, "  "))
     for u in w.scan.unsupported:
         lines.append(f"  {'unsupported':<11} {u.member}: {u.format} binary, not analysed")
+    if hints:
+        lines.append(f"  dlopen hints ({len(hints)}; not required: loaded only if the code asks for them):")
+        for lib in hints:
+            lines.extend(_library_lines(lib, "    "))
     if verbose:
         for b in w.elf:
             elf = b.binary.elf
@@ -100,11 +135,50 @@ def render_inspect(analysis: Analysis, *, verbose: bool = False) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
+def _finding_lines(f: Finding) -> list[str]:
+    lines = [f"  {f.severity}: [{f.code}] {f.message}"]
+    if f.members:
+        lines.append(f"      binaries: {_members(f.members)}")
+    return lines
+
+
+def _verdict_line(v: WheelVerdict, findings: Sequence[Finding], target: str) -> str:
+    errors = sum(1 for f in findings if f.severity is Severity.ERROR)
+    if target == "nix":
+        what = "musllinux" if v.libc == "musl" else ", ".join(v.platform_tags)
+    elif v.libc == "musl":
+        what = f"musllinux, consistent with {v.consistent_with or 'no musllinux tag'}"
+    elif v.consistent_with is not None or v.libc is not None:
+        what = f"consistent with {v.consistent_with or 'no manylinux tag'}"
+    else:
+        what = ", ".join(v.platform_tags)
+    return f"{v.path}: {what}: {errors} errors, {len(findings) - errors} warnings"
+
+
 def render_check(result: CheckResult) -> str:
+    """Per wheel: a verdict line, the findings about required needs and the binaries (errors first), then
+    the dlopen hints folded under them; last, the summary."""
     lines = []
-    for f in result.findings:
-        where = f" [{_members(f.members)}]" if f.members else ""
-        lines.append(f"{f.severity}: {f.wheel}: {f.message}{where}")
+    verdicts = list(result.wheels)
+    known = {v.path for v in verdicts}
+    for f in result.findings:  # findings about wheels without a verdict (a result made by hand)
+        if f.wheel not in known:
+            known.add(f.wheel)
+            verdicts.append(WheelVerdict(f.wheel, f.wheel, (), None, None))
+    for v in verdicts:
+        mine = result.of(v.path)
+        lines.append(_verdict_line(v, mine, result.target))
+        ordered = sorted(
+            (f for f in mine if f.code != "dlopen-unresolved"), key=lambda f: f.severity is not Severity.ERROR
+        )
+        for f in ordered:
+            lines.extend(_finding_lines(f))
+        hints = [f for f in mine if f.code == "dlopen-unresolved"]
+        if hints:
+            lines.append(f"  warning: [dlopen-unresolved] {len(hints)} dlopen hints that nothing provides:")
+            for f in hints:
+                lines.append(f"      {f.message}")
+                lines.append(f"        named by {_members(f.members)}")
     errors, warnings = len(result.errors), len(result.findings) - len(result.errors)
     verdict = "passed" if result.passed else "FAILED"
     lines.append(f"check --target {result.target}: {verdict} ({errors} errors, {warnings} warnings)")
