@@ -14,6 +14,7 @@ from wheelfix.analysis.resolve import analyze
 from wheelfix.analysis.scan import scan_wheel
 
 DEMO_EXT = "demo/_demo.cpython-311-x86_64-linux-gnu.so"
+DEMO_TOOL = "demo-1.0.data/scripts/demo-tool"
 CONSUMER_EXT = "consumer/_consumer.cpython-311-x86_64-linux-gnu.so"
 
 Row = tuple[str, str, str | None, tuple[str, ...]]
@@ -93,24 +94,24 @@ def test_nix_a_manylinux_policy_library_is_an_error(wheels: dict[str, Path]) -> 
 
 
 def test_manylinux_symbol_versions_beyond_the_policy(wheels: dict[str, Path]) -> None:
-    """The consumer's C++ extension needs newer libstdc++ symbol versions than manylinux_2_17 allows; its
-    system libraries are in the policy's allowlist (no unresolved/system-library findings there)."""
+    """The consumer's C++ extension needs newer libstdc++ symbol versions than manylinux_2_17 allows: one
+    finding for the library, naming the binary and every version beyond the policy; its system libraries are
+    in the policy's allowlist (no unresolved/system-library findings there)."""
     result = check([wheels["consumer"], wheels["provider"]], "manylinux_2_17")
-    assert rows(result) == [("error", "policy", None, ()), ("error", "policy", None, ())]
+    assert rows(result) == [("error", "symbol-version", "libstdc++.so.6", (CONSUMER_EXT,))]
     assert [f.message for f in result.findings] == [
-        "not manylinux_2_17: needs CXXABI_1.3.9, manylinux_2_17 allows up to CXXABI_1.3.7",
-        "not manylinux_2_17: needs GLIBCXX_3.4.21, manylinux_2_17 allows up to GLIBCXX_3.4.19",
+        "not manylinux_2_17: libstdc++.so.6: needs CXXABI_1.3.9, GLIBCXX_3.4.21; manylinux_2_17 allows up to "
+        "CXXABI_1.3.7 and up to GLIBCXX_3.4.19"
     ]
     assert {f.wheel for f in result.findings} == {str(wheels["consumer"])}
 
 
 def test_manylinux_newer_target_judges_the_wheels_own_tag(wheels: dict[str, Path]) -> None:
     result = check([wheels["consumer"], wheels["provider"]], "manylinux_2_28")
-    assert rows(result) == [("error", "tag-mismatch", None, ()), ("error", "tag-mismatch", None, ())]
-    wrong = "tag manylinux_2_17_x86_64 is wrong: needs"
+    assert rows(result) == [("error", "tag-mismatch", "libstdc++.so.6", (CONSUMER_EXT,))]
     assert [f.message for f in result.findings] == [
-        f"{wrong} CXXABI_1.3.9, manylinux_2_17 allows up to CXXABI_1.3.7",
-        f"{wrong} GLIBCXX_3.4.21, manylinux_2_17 allows up to GLIBCXX_3.4.19",
+        "tag manylinux_2_17_x86_64 is wrong: libstdc++.so.6: needs CXXABI_1.3.9, GLIBCXX_3.4.21; "
+        "manylinux_2_17 allows up to CXXABI_1.3.7 and up to GLIBCXX_3.4.19"
     ]
 
 
@@ -135,19 +136,20 @@ def test_manylinux_platform_tags(wheels: dict[str, Path]) -> None:
 
 
 def test_manylinux_external_needs_are_judged_by_the_allowlist(wheels: dict[str, Path]) -> None:
-    """libfoo.so.1 is in no allowlist: a policy finding (not "unresolved"); libz.so.1 is in it. demo-tool,
-    an executable linked against this glibc, needs __libc_start_main@GLIBC_2.34: beyond manylinux_2_17."""
-    glibc = "not manylinux_2_17: needs GLIBC_2.34, manylinux_2_17 allows up to GLIBC_2.17"
+    """libfoo.so.1 is in no allowlist: an external-library finding (not "unresolved"); libz.so.1 is in it.
+    demo-tool and the extension, linked against this host's glibc (2.34 or newer), need GLIBC_2.34 symbols
+    (__libc_start_main): beyond manylinux_2_17, one finding naming both binaries. Errors come first."""
+    glibc = "not manylinux_2_17: libc.so.6: needs GLIBC_2.34; manylinux_2_17 allows up to GLIBC_2.17"
+    both = (DEMO_TOOL, DEMO_EXT)
     result = check([wheels["demo"]], "manylinux_2_17")
     assert rows(result) == [
+        ("error", "external-library", "libfoo.so.1", (DEMO_EXT,)),
+        ("error", "symbol-version", "libc.so.6", both),
         ("warning", "dlopen-unresolved", "libdlopened.so.2", (DEMO_EXT,)),
         ("warning", "dlopen-unresolved", "libnoted.so.3", (DEMO_EXT,)),
-        ("error", "policy", None, ()),
-        ("error", "policy", None, ()),
     ]
     assert [f.message for f in result.errors] == [
-        "not manylinux_2_17: libfoo.so.1 is not bundled and not allowed by manylinux_2_17 "
-        f"(needed by {DEMO_EXT})",
+        "not manylinux_2_17: libfoo.so.1 is not bundled and not on manylinux_2_17's allowlist",
         glibc,
     ]
     allowed = check([wheels["demo"]], "manylinux_2_17", allow=["libfoo.so.1"])
