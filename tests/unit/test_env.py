@@ -122,7 +122,9 @@ def test_missing_loader_is_one_finding_with_the_nix_ld_answer(
     assert [f.code for f in result.findings].count("interpreter-loader") == 1
     assert not result.passed
     checked = run_cli("check", venv)
-    assert checked.returncode == 1 and checked.stdout.startswith("error: ") and "nix-ld" in checked.stdout
+    first, second = checked.stdout.splitlines()[:2]
+    assert checked.returncode == 1 and first == f"{venv}: 1 errors, 0 warnings", checked.stdout
+    assert second.startswith("  error: [interpreter-loader]") and "nix-ld" in checked.stdout
 
 
 def test_the_real_interpreter(demo_venv: Path) -> None:

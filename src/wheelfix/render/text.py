@@ -152,20 +152,21 @@ def _verdict_line(v: WheelVerdict, findings: Sequence[Finding], target: str) -> 
         what = f"consistent with {v.consistent_with or 'no manylinux tag'}"
     else:
         what = ", ".join(v.platform_tags)
-    return f"{v.path}: {what}: {errors} errors, {len(findings) - errors} warnings"
+    counts = f"{errors} errors, {len(findings) - errors} warnings"
+    return f"{v.path}: {what}: {counts}" if what else f"{v.path}: {counts}"
 
 
 def render_check(result: CheckResult) -> str:
     """Per wheel: a verdict line, the findings about required needs and the binaries (errors first), then
     the dlopen hints folded under them; last, the summary."""
     lines = []
-    verdicts = list(result.wheels)
-    known = {v.path for v in verdicts}
-    for f in result.findings:  # findings about wheels without a verdict (a result made by hand)
+    known = {v.path for v in result.wheels}
+    others: list[WheelVerdict] = []  # findings about no wheel (an environment's interpreter), first
+    for f in result.findings:
         if f.wheel not in known:
             known.add(f.wheel)
-            verdicts.append(WheelVerdict(f.wheel, f.wheel, (), None, None))
-    for v in verdicts:
+            others.append(WheelVerdict(f.wheel, f.wheel, (), None, None))
+    for v in [*others, *result.wheels]:
         mine = result.of(v.path)
         lines.append(_verdict_line(v, mine, result.target))
         ordered = sorted(
