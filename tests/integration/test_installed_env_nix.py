@@ -12,7 +12,6 @@ header prints it) on its own.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -25,19 +24,15 @@ from wheelfix.render.nix_impure import NIX_LD_SHELL
 from tests.integration.test_nix_emit import stub_pkgs
 from tests.support.cli import RunCli, fresh_venv
 from tests.support.nix import nix_env
-from tests.support.paths import REPO
-from tests.support.prereq import require_tool, unavailable
+from tests.support.prereq import require_tool
+from tests.support.realnix import nix_sources
 
 STORE = "/nix/store/" + "x" * 32 + "-pkgs."
-NIX_SOURCES = Path(os.environ.get("WHEELFIX_NIX_SOURCES") or REPO.parent / "shared" / "nix-sources")
 
 
 @pytest.fixture(scope="module")
 def nixpkgs_lib() -> Path:
-    lib = NIX_SOURCES / "nixpkgs-lib" / "lib"
-    if not (lib / "default.nix").is_file():
-        unavailable(f"nixpkgs' lib is not at {lib} (set WHEELFIX_NIX_SOURCES)")
-    return lib
+    return nix_sources() / "nixpkgs-lib" / "lib"
 
 
 @pytest.fixture(scope="module")

@@ -54,10 +54,19 @@ INSTALLER = {
 }
 
 
+# Where the shared sources live when $WHEELFIX_NIX_SOURCES is not set: next to the checkout (the workspace's
+# layout), else the workspace's fixed location (CI runs in a clean clone somewhere else).
+_SOURCE_CANDIDATES = (ROOT.parent / "shared" / "nix-sources", Path("/work/shared/nix-sources"))
+
+
 def nix_sources() -> Path:
-    """The upstream sources: $WHEELFIX_NIX_SOURCES, else ../shared/nix-sources next to the repository."""
+    """The upstream sources: $WHEELFIX_NIX_SOURCES, else ../shared/nix-sources next to the repository, else
+    /work/shared/nix-sources."""
     configured = os.environ.get("WHEELFIX_NIX_SOURCES")
-    path = Path(configured) if configured else ROOT.parent / "shared" / "nix-sources"
+    if configured:
+        path = Path(configured)
+    else:
+        path = next((c for c in _SOURCE_CANDIDATES if (c / "MANIFEST.tsv").exists()), _SOURCE_CANDIDATES[0])
     path = path.resolve()
     missing = [
         rel
