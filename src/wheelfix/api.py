@@ -389,7 +389,9 @@ def repair(
     if nixpkgs is not None and kb is None:
         kb = KnowledgeBase.load(Path(data) if data else None, Path(preferences) if preferences else None)
     libs: NixpkgsLibraries | None = None
-    with Pipeline(paths, limits=limits, jobs=jobs, progress=progress) as p:
+    # the scan keeps the binaries it inflates for the patcher: no member is inflated twice
+    keep = not dry_run
+    with Pipeline(paths, limits=limits, jobs=jobs, progress=progress, keep_binaries=keep) as p:
         if nixpkgs is not None and kb is not None:
             plans, libs = _plan_with_nixpkgs(p, dirs, nixpkgs, kb, opts, progress)
             if on_nixpkgs is not None:

@@ -18,7 +18,7 @@ from types import TracebackType
 
 from wheelfix.analysis.model import Analysis
 from wheelfix.analysis.resolve import analyze
-from wheelfix.analysis.scan import WheelScan, default_jobs, scan_archive
+from wheelfix.analysis.scan import Spool, WheelScan, default_jobs, scan_archive
 from wheelfix.errors import BadInput, OutputError, Problem
 from wheelfix.progress import Phase, Progress, ProgressEvent, report
 from wheelfix.repair.patch import Replacement, patch_wheel
@@ -50,6 +50,7 @@ class Pipeline:
         jobs: int | None = None,
         scanned: Sequence[WheelScan] | None = None,
         progress: Progress | None = None,
+        keep_binaries: bool = False,
     ):
         self.paths = tuple(Path(p) for p in paths)
         if not self.paths:
@@ -63,6 +64,9 @@ class Pipeline:
         self._stack = ExitStack()
         self._archives: list[WheelArchive] = []
         self._scans: list[WheelScan] = []
+        self._spools: list[Spool | None] = []
+        # a repair keeps every binary the scan inflated (temp files, removed on exit) for the patcher
+        self.keep_binaries = keep_binaries and scanned is None
         self._analysis: Analysis | None = None
 
     @classmethod
@@ -84,9 +88,11 @@ class Pipeline:
         archive = self._stack.enter_context(
             WheelArchive.open(path, self.limits, expect=expect.identity if expect else None)
         )
-        self._scans.append(
-            expect if expect is not None else scan_archive(archive, jobs=self.jobs, progress=self.progress)
-        )
+        spool = self._stack.enter_context(Spool()) if self.keep_binaries else None
+        if expect is None:
+            expect = scan_archive(archive, jobs=self.jobs, progress=self.progress, spool=spool)
+        self._scans.append(expect)
+        self._spools.append(spool)
         self._archives.append(archive)
 
     def __enter__(self) -> Pipeline:
@@ -122,18 +128,25 @@ class Pipeline:
 
     def archive_for(self, plan: WheelPlan) -> WheelArchive:
         """The open archive a plan was made from."""
-        for archive, scan in zip(self._archives, self._scans, strict=True):
+        return self._archives[self._index_of(plan)]
+
+    def _index_of(self, plan: WheelPlan) -> int:
+        for i, scan in enumerate(self._scans):
             if scan is plan.wheel.scan:
-                return archive
+                return i
         raise ValueError(f"{plan.wheel.scan.path}: the plan was not made from this pipeline's analysis")
 
     def patch(self, plans: Sequence[WheelPlan], *, level: int = 6) -> list[dict[str, Replacement]]:
         """The patched, verified content of every edited member, for every plan — all before anything is
         written, so a failure in the last wheel leaves no output at all."""
-        return [
-            patch_wheel(self.archive_for(p), p, jobs=self.jobs, level=level, progress=self.progress)
-            for p in plans
-        ]
+        out = []
+        for plan in plans:
+            i = self._index_of(plan)
+            archive, spool = self._archives[i], self._spools[i]
+            out.append(
+                patch_wheel(archive, plan, jobs=self.jobs, level=level, progress=self.progress, spool=spool)
+            )
+        return out
 
     def write(
         self,

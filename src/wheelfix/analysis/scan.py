@@ -1,9 +1,13 @@
 """Stream every member of an open wheel once: verify it against RECORD, detect binaries by magic, parse them.
 
-Members are inflated straight from the zip into memory (never to disk). Non-binary members are hashed in
-chunks and dropped; a binary is inflated into one buffer so its reader can follow offsets, under a byte
-budget that keeps the buffers held at once within the largest member plus 64 MiB. Members are processed by a
-thread pool: zlib and hashlib release the GIL, so two cores inflate two members at a time.
+Every member is inflated exactly once per command (the fastest installed inflater:
+:mod:`wheelfix.wheel.codecs`). Non-binary members are hashed in chunks and dropped. A small binary is
+inflated into memory; one of :data:`SPOOL_MIN` bytes or more into an unlinked temp file, read by the parser
+through a read-only map whose pages are dropped as the reader is done with them — so memory does not grow
+with the largest member (torch's 414 MiB, tensorflow's 752 MiB library). For a repair, a :class:`Spool`
+keeps every binary inflated (big ones with their deflate block index) for the patcher, which then neither
+inflates nor re-hashes them again. Members are processed by a thread pool: the inflaters and hashlib
+release the GIL, so two cores inflate two members at a time.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ import itertools
 import mmap
 import os
 import re
+import shutil
+import tempfile
 import threading
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,10 +46,13 @@ from wheelfix.wheel.archive import (
     virtual_tree,
 )
 from wheelfix.wheel.manifest import MANIFEST_NAME, ManifestError, RepairManifest
+from wheelfix.wheel.splice import IndexedInflate, InflateError, zlib_available
 
 __all__ = [
     "ElfMember",
     "MachOMember",
+    "Spool",
+    "SpooledMember",
     "UnsupportedBinary",
     "WheelScan",
     "default_jobs",
@@ -122,104 +130,228 @@ WANTED_IMPORTS = frozenset().union(
     *(names for p in (*manylinux_policies(), *musllinux_policies()) for names in p.blacklist.values())
 ) | frozenset({"PyFPE_jbuf", "PyFPE_dummy", "PyFPE_counter"})
 
-_BIG = 2 << 20
-_BUDGET_MARGIN = 64 << 20
+#: Binaries at least this big (inflated) are inflated into a temp file and read through a map whose pages
+#: are dropped as the reader is done with them; smaller ones are inflated into memory.
+SPOOL_MIN = 4 << 20
+#: Members at least this big are inflated with the block index (when a spool keeps them for a repair).
+INDEX_MIN = 256 << 10
 
 
-class _ByteBudget:
-    """Blocks an acquirer while others hold buffers and its buffer would push the total over the limit.
-    A buffer larger than the limit is admitted alone, so progress is always possible."""
+@dataclass(frozen=True, slots=True)
+class SpooledMember:
+    """A binary the scan inflated and kept for the patcher, so a repair inflates no member twice."""
 
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._used = 0
-        self._cond = threading.Condition()
+    path: Path  # holds the member's inflated bytes; the patcher may edit it in place
+    size: int
+    crc: int
+    # the deflate block starts (bit offset in the member's stream, output offset), for splicing; None when
+    # the member was not inflated with the index (stored, small, or no zlib library)
+    boundaries: tuple[tuple[int, int], ...] | None
 
-    @contextmanager
-    def hold(self, n: int) -> Iterator[None]:
-        with self._cond:
-            while self._used and self._used + n > self._limit:
-                self._cond.wait()
-            self._used += n
+
+class Spool:
+    """Binaries a repair will patch, inflated once by the scan, kept in a private temp directory (``dir``:
+    where; default the system's temp dir) until :meth:`close`. One spool per wheel."""
+
+    def __init__(self, dir: str | None = None) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="wheelfix-spool-", dir=dir))
+        self._lock = threading.Lock()
+        self._count = itertools.count()
+        self._members: dict[str, SpooledMember] = {}
+
+    def new_file(self) -> Path:
+        with self._lock:
+            return self.path / str(next(self._count))
+
+    def add(self, member: str, spooled: SpooledMember) -> None:
+        with self._lock:
+            self._members[member] = spooled
+
+    def take(self, member: str) -> SpooledMember | None:
+        """The spooled member, handed over once: the taker may edit its file in place."""
+        with self._lock:
+            return self._members.pop(member, None)
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def close(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _page_out(view: mmap.mmap) -> Callable[[int, int], None]:
+    """Drop the pages of a read-only file map wholly inside [lo, hi) from this process (they stay in the
+    page cache): the reader is done with them."""
+    page = mmap.PAGESIZE
+
+    def drop(lo: int, hi: int) -> None:
+        lo = -(-lo // page) * page
+        hi = hi // page * page
+        if hi > lo and hasattr(mmap, "MADV_DONTNEED"):
+            view.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+    return drop
+
+
+_Result = ElfMember | MachOMember | UnsupportedBinary | None
+
+
+def _parse(
+    archive: WheelArchive, info: zipfile.ZipInfo, fmt: BinaryFormat, data: bytes | mmap.mmap
+) -> tuple[list[Problem], _Result]:
+    file, name = archive.display, info.filename
+    page_out = _page_out(data) if isinstance(data, mmap.mmap) else None
+    if fmt is BinaryFormat.ELF:
         try:
-            yield
-        finally:
-            with self._cond:
-                self._used -= n
-                self._cond.notify_all()
-
-
-@contextmanager
-def _member_buffer(size: int) -> Iterator[mmap.mmap]:
-    """An anonymous mapping for one inflated binary. Faulting in the fresh 4 KiB pages of a big buffer one
-    at a time costs more than inflating into it (2.0 s for 434 MB here), so large buffers are populated by
-    the kernel up front (MAP_POPULATE) and asked for huge pages."""
-    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
-    if size >= _BIG:
-        flags |= getattr(mmap, "MAP_POPULATE", 0)
-    buf = mmap.mmap(-1, max(size, 1), flags=flags)
-    if size >= _BIG and hasattr(mmap, "MADV_HUGEPAGE"):
-        buf.madvise(mmap.MADV_HUGEPAGE)
+            elf = parse_elf(data, strict=archive.limits.strict, page_out=page_out)
+        except BinaryFormatError as e:
+            return [Problem(file, name, f"malformed ELF: {e}")], None
+        extras = read_extras(data, wanted=WANTED_IMPORTS)
+        return [], ElfMember(name, archive.install_location(name), info.file_size, elf, extras)
     try:
-        yield buf
-    finally:
-        buf.close()
+        macho = parse_macho(data)
+    except BinaryFormatError as e:
+        return [Problem(file, name, f"malformed Mach-O: {e}")], None
+    return [], MachOMember(name, archive.install_location(name), info.file_size, macho)
+
+
+def _write_all(fd: int, chunk: bytes | memoryview) -> None:
+    view = memoryview(chunk)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class _Member:
+    """One member's inflated bytes as they stream by: hashed, and (once it is known to be a binary) kept —
+    in memory, in an unlinked temp file, or in the spool."""
+
+    def __init__(self, archive: WheelArchive, info: zipfile.ZipInfo, spool: Spool | None) -> None:
+        self.archive, self.info, self.spool = archive, info, spool
+        entry = archive.record.get(info.filename)
+        self.entry = entry
+        self.hasher = hashlib.new(entry.algorithm) if entry is not None and entry.algorithm else None
+        self.indexed: IndexedInflate | None = None
+        if (
+            spool is not None
+            and info.compress_type == zipfile.ZIP_DEFLATED
+            and info.file_size >= INDEX_MIN
+            and zlib_available()
+        ):
+            fd = archive.fileno()
+            self.indexed = IndexedInflate(
+                lambda o, n: os.pread(fd, n, o),
+                archive.data_offset(info),
+                info.compress_size,
+                limit=info.file_size,
+            )
+            self.chunks: Iterator[bytes | memoryview] = iter(self.indexed)
+        else:
+            self.chunks = archive.iter_member(info, check_crc=self.hasher is None)
+
+    def head(self) -> bytes:
+        """The first bytes, enough to classify the member by its magic (a deflate stream may start with
+        tiny or empty blocks), hashed."""
+        parts: list[bytes] = []
+        got = 0
+        for chunk in self.chunks:
+            part = bytes(chunk)
+            parts.append(part)
+            got += len(part)
+            if self.hasher is not None:
+                self.hasher.update(part)
+            if got >= MAGIC_PREFIX_LEN:
+                break
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def drain(self) -> None:
+        for chunk in self.chunks:
+            if self.hasher is not None:
+                self.hasher.update(chunk)
+        self._check_indexed()
+
+    def into_memory(self, head: bytes) -> bytes:
+        parts = [head]
+        for chunk in self.chunks:
+            parts.append(bytes(chunk))
+            if self.hasher is not None:
+                self.hasher.update(chunk)
+        self._check_indexed()
+        return b"".join(parts)
+
+    def into_file(self, head: bytes, fd: int) -> None:
+        _write_all(fd, head)
+        for chunk in self.chunks:
+            _write_all(fd, chunk)
+            if self.hasher is not None:
+                self.hasher.update(chunk)
+        self._check_indexed()
+
+    def _check_indexed(self) -> None:
+        job = self.indexed
+        if job is not None and (job.size != self.info.file_size or job.crc != self.info.CRC):
+            raise CorruptMember(f"inflates to {job.size} bytes with a CRC-32 that does not match")
+
+    def spooled(self, path: Path) -> SpooledMember:
+        job = self.indexed
+        if job is not None:
+            return SpooledMember(path, job.size, job.crc, tuple(job.boundaries))
+        return SpooledMember(path, self.info.file_size, self.info.CRC, None)
+
+    def hash_problem(self) -> Problem | None:
+        if self.hasher is not None and self.entry is not None and self.hasher.digest() != self.entry.digest:
+            return Problem(
+                self.archive.display, self.info.filename, f"{self.entry.algorithm} does not match RECORD"
+            )
+        return None
+
+
+def _parse_from_file(m: _Member, fmt: BinaryFormat, head: bytes) -> tuple[list[Problem], _Result]:
+    """Inflate a binary into a file (the spool's, or an unlinked temp file) and parse it through a map."""
+    info, spool = m.info, m.spool
+    path = spool.new_file() if spool is not None else None
+    with path.open("w+b") if path is not None else tempfile.TemporaryFile(prefix="wheelfix-scan-") as f:
+        m.into_file(head, f.fileno())
+        if info.file_size == 0:
+            return _parse(m.archive, info, fmt, b"")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as view:
+            problems, result = _parse(m.archive, info, fmt, view)
+    if spool is not None and path is not None and result is not None:
+        spool.add(info.filename, m.spooled(path))
+    return problems, result
 
 
 def _scan_member(
-    archive: WheelArchive, info: zipfile.ZipInfo, budget: _ByteBudget
-) -> tuple[list[Problem], ElfMember | MachOMember | UnsupportedBinary | None]:
+    archive: WheelArchive, info: zipfile.ZipInfo, spool: Spool | None = None
+) -> tuple[list[Problem], _Result]:
+    """Inflate one member once: check it against RECORD, classify it, parse it if it is a binary (and keep
+    it in ``spool`` for the patcher)."""
     file, name = archive.display, info.filename
-    entry = archive.record.get(name)
-    hasher = hashlib.new(entry.algorithm) if entry is not None and entry.algorithm else None
-    result: ElfMember | MachOMember | UnsupportedBinary | None = None
+    result: _Result = None
     problems: list[Problem] = []
     try:
-        chunks = archive.iter_member(info, check_crc=hasher is None)
-        # The first inflated chunk can be a few bytes long (a deflate stream may start with tiny or empty
-        # blocks), so gather enough of them to classify the member by its magic.
-        parts: list[bytes] = []
-        got = 0
-        for chunk in chunks:
-            parts.append(chunk)
-            got += len(chunk)
-            if got >= MAGIC_PREFIX_LEN:
-                break
-        head = parts[0] if len(parts) == 1 else b"".join(parts)
+        m = _Member(archive, info, spool)
+        head = m.head()
         fmt = detect_format(head[:MAGIC_PREFIX_LEN])
         if fmt in (BinaryFormat.ELF, BinaryFormat.MACHO, BinaryFormat.MACHO_FAT):
-            with budget.hold(info.file_size), _member_buffer(info.file_size) as buf:
-                pos = 0
-                for chunk in itertools.chain((head,), chunks):
-                    buf[pos : pos + len(chunk)] = chunk
-                    pos += len(chunk)
-                    if hasher is not None:
-                        hasher.update(chunk)
-                if fmt is BinaryFormat.ELF:
-                    try:
-                        elf = parse_elf(buf, strict=archive.limits.strict)
-                    except BinaryFormatError as e:
-                        problems.append(Problem(file, name, f"malformed ELF: {e}"))
-                    else:
-                        extras = read_extras(buf, wanted=WANTED_IMPORTS)
-                        result = ElfMember(name, archive.install_location(name), info.file_size, elf, extras)
-                else:
-                    try:
-                        macho = parse_macho(buf)
-                    except BinaryFormatError as e:
-                        problems.append(Problem(file, name, f"malformed Mach-O: {e}"))
-                    else:
-                        result = MachOMember(name, archive.install_location(name), info.file_size, macho)
+            if spool is None and info.file_size < SPOOL_MIN:
+                problems, result = _parse(archive, info, fmt, m.into_memory(head))
+            else:
+                problems, result = _parse_from_file(m, fmt, head)
         else:
             if fmt is not None:
                 result = UnsupportedBinary(name, fmt)
-            for chunk in itertools.chain((head,), chunks):
-                if hasher is not None:
-                    hasher.update(chunk)
-    except (CorruptMember, OSError) as e:
+            m.drain()
+    except (CorruptMember, InflateError, OSError) as e:
         return [Problem(file, name, f"corrupt member data: {e}")], None
-    if hasher is not None and entry is not None and hasher.digest() != entry.digest:
-        problems.append(Problem(file, name, f"{entry.algorithm} does not match RECORD"))
+    bad_hash = m.hash_problem()
+    if bad_hash is not None:
+        problems.append(bad_hash)
     return problems, result
 
 
@@ -233,13 +365,13 @@ _Scanned = tuple[list[Problem], ElfMember | MachOMember | UnsupportedBinary | No
 
 
 def _scan_members(
-    archive: WheelArchive, members: list[zipfile.ZipInfo], workers: int, progress: Progress | None
+    archive: WheelArchive,
+    members: list[zipfile.ZipInfo],
+    workers: int,
+    progress: Progress | None,
+    spool: Spool | None,
 ) -> list[_Scanned]:
     """Every member's scan result, in ``members`` order; ``progress`` hears of each member as it finishes."""
-    largest = members[0].file_size if members else 0
-    # Room for the largest member plus a margin, so one huge binary does not stall the other workers
-    # (peak RSS target: largest member + 200 MB).
-    budget = _ByteBudget(largest + _BUDGET_MARGIN)
     total_bytes = sum(i.file_size for i in members)
     done_bytes = 0
 
@@ -256,12 +388,12 @@ def _scan_members(
     if workers == 1 or len(members) < 2:
         results: list[_Scanned] = []
         for n, info in enumerate(members, 1):
-            results.append(_scan_member(archive, info, budget))
+            results.append(_scan_member(archive, info, spool))
             tick(n, info)
         return results
     slots: list[_Scanned | None] = [None] * len(members)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wheelfix-scan") as pool:
-        futures = {pool.submit(_scan_member, archive, info, budget): k for k, info in enumerate(members)}
+        futures = {pool.submit(_scan_member, archive, info, spool): k for k, info in enumerate(members)}
         for n, future in enumerate(as_completed(futures), 1):  # on this thread: progress is called here
             k = futures[future]
             slots[k] = future.result()
@@ -270,12 +402,17 @@ def _scan_members(
 
 
 def scan_archive(
-    archive: WheelArchive, *, jobs: int | None = None, progress: Progress | None = None
+    archive: WheelArchive,
+    *,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+    spool: Spool | None = None,
 ) -> WheelScan:
     """Scan every member of an open wheel. Raises BadInput listing every problem found. ``progress`` is
-    called (on this thread) after each member."""
+    called (on this thread) after each member. With a ``spool``, every binary is kept there, inflated, for
+    the patcher (and big members are inflated with their deflate block index, for splicing)."""
     members = sorted(archive.members, key=lambda i: (-i.file_size, i.filename))
-    results = _scan_members(archive, members, jobs or default_jobs(), progress)
+    results = _scan_members(archive, members, jobs or default_jobs(), progress, spool)
     problems: list[Problem] = []
     found: list[ElfMember | MachOMember | UnsupportedBinary] = []
     for member_problems, binary in results:

@@ -4,8 +4,10 @@ deflate stream (:mod:`wheelfix.wheel.splice`) that reuses the member's compresse
 
 Per edited member, on a thread pool:
 
-1. inflate it from the wheel into an unnamed temp file (recording the deflate block starts), checking
-   its CRC-32 — the member is never held in memory whole;
+1. take the member as the scan inflated it into its spool, with the deflate block starts (a repair's
+   pipeline keeps one, so no member is inflated twice); without one, inflate it from the wheel into an
+   unnamed temp file, recording the block starts and checking its CRC-32 — the member is never held in
+   memory whole;
 2. plan the edit on a read-only map of it; append the tail and write the overrides in place;
 3. re-read the result from a fresh map with the strict ELF reader and check it against the plan (search
    path and its tag, interpreter, NEEDED/SONAME/machine unchanged); a mismatch is an error, and nothing
@@ -26,8 +28,11 @@ import mmap
 import os
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
+from wheelfix.analysis.scan import Spool, SpooledMember
 from wheelfix.binfmt import BinaryFormatError
 from wheelfix.binfmt.elf.editor import ElfEditError, ElfPatch, plan_patch
 from wheelfix.binfmt.elf.reader import ElfInfo, parse_elf
@@ -122,15 +127,33 @@ def patch_elf_fd(fd: int, edit: ElfEdit, display: str) -> ElfPatch:
     return patch
 
 
-def patch_elf(archive: WheelArchive, info: zipfile.ZipInfo, edit: ElfEdit, *, level: int = 6) -> Replacement:
+def _inflated(
+    archive: WheelArchive, info: zipfile.ZipInfo, member: str, spooled: SpooledMember | None
+) -> bytes:
+    """A member's bytes: from the scan's spool when it kept them, else inflated from the wheel."""
+    if spooled is not None:
+        return spooled.path.read_bytes()
+    try:
+        return b"".join(archive.iter_member(info, check_crc=True))
+    except CorruptMember as e:
+        raise PatchError(f"{member}: {e}") from None
+
+
+def patch_elf(
+    archive: WheelArchive,
+    info: zipfile.ZipInfo,
+    edit: ElfEdit,
+    *,
+    level: int = 6,
+    spooled: SpooledMember | None = None,
+) -> Replacement:
     """The checked, patched content of one ELF member: its new bytes (small members), or a spliced deflate
-    stream that reuses the member's compressed bytes around the edit."""
+    stream that reuses the member's compressed bytes around the edit. ``spooled``: the member as the scan
+    inflated it (with its deflate block index), then edited in place instead of inflated again."""
     member = edit.member
-    if info.file_size < SPLICE_MIN or info.compress_type != zipfile.ZIP_DEFLATED or not zlib_available():
-        try:
-            before = b"".join(archive.iter_member(info, check_crc=True))
-        except CorruptMember as e:
-            raise PatchError(f"{member}: {e}") from None
+    small = info.file_size < SPLICE_MIN or info.compress_type != zipfile.ZIP_DEFLATED
+    if small or not zlib_available() or (spooled is not None and spooled.boundaries is None):
+        before = _inflated(archive, info, member, spooled)
         old = parse_elf(before, scan_strings=False)
         after = _plan(archive.display, edit, before).apply(before)
         verify_edit(edit, old, after)
@@ -144,19 +167,7 @@ def patch_elf(archive: WheelArchive, info: zipfile.ZipInfo, edit: ElfEdit, *, le
     def read_source(offset: int, n: int) -> bytes:
         return os.pread(fd, n, offset)
 
-    with tempfile.TemporaryFile(prefix="wheelfix-patch-") as tmp:
-        tfd = tmp.fileno()
-
-        def write(chunk: memoryview) -> None:
-            while chunk:
-                chunk = chunk[os.write(tfd, chunk) :]
-
-        try:
-            boundaries, crc, size = inflate_indexed(read_source, start, info.compress_size, write)
-        except InflateError as e:
-            raise PatchError(f"{member}: {e}") from None
-        if crc != info.CRC or size != info.file_size:
-            raise PatchError(f"{member}: CRC-32 or size does not match the central directory")
+    with _member_file(archive, info, member, spooled) as (tfd, boundaries):
         patch = patch_elf_fd(tfd, edit, archive.display)
         new_crc, sha = hash_fd(tfd, patch.size)
 
@@ -178,6 +189,36 @@ def patch_elf(archive: WheelArchive, info: zipfile.ZipInfo, edit: ElfEdit, *, le
         except SpliceError as e:  # pragma: no cover - a bug, caught before anything is written
             raise PatchError(f"{member}: internal error: {e}") from None
         return Spliced(patch.size, new_crc, sha, pieces)
+
+
+@contextmanager
+def _member_file(
+    archive: WheelArchive, info: zipfile.ZipInfo, member: str, spooled: SpooledMember | None
+) -> Iterator[tuple[int, list[tuple[int, int]]]]:
+    """An fd open read-write on the member's inflated bytes, and its deflate block starts: the spool's
+    file when the scan kept it, else an unnamed temp file it is inflated into now (CRC-32 checked)."""
+    if spooled is not None and spooled.boundaries is not None:
+        with spooled.path.open("r+b") as f:
+            yield f.fileno(), list(spooled.boundaries)
+        return
+    fd = archive.fileno()
+    with tempfile.TemporaryFile(prefix="wheelfix-patch-") as tmp:
+        tfd = tmp.fileno()
+
+        def write(chunk: memoryview) -> None:
+            while chunk:
+                chunk = chunk[os.write(tfd, chunk) :]
+
+        try:
+            start = archive.data_offset(info)
+            boundaries, crc, size = inflate_indexed(
+                lambda o, n: os.pread(fd, n, o), start, info.compress_size, write
+            )
+        except (InflateError, CorruptMember) as e:
+            raise PatchError(f"{member}: {e}") from None
+        if crc != info.CRC or size != info.file_size:
+            raise PatchError(f"{member}: CRC-32 or size does not match the central directory")
+        yield tfd, boundaries
 
 
 def verify_macho_edit(edit: MachOEdit, before: bytes, after: bytes) -> None:
@@ -217,12 +258,11 @@ def verify_macho_edit(edit: MachOEdit, before: bytes, after: bytes) -> None:
         raise PatchError(f"{edit.member}: the edit did not do what was planned: {'; '.join(problems)}")
 
 
-def patch_macho(archive: WheelArchive, info: zipfile.ZipInfo, edit: MachOEdit) -> bytes:
-    """The checked, edited (and re-signed) content of one Mach-O member."""
-    try:
-        before = b"".join(archive.iter_member(info, check_crc=True))
-    except CorruptMember as e:
-        raise PatchError(f"{edit.member}: {e}") from None
+def patch_macho(
+    archive: WheelArchive, info: zipfile.ZipInfo, edit: MachOEdit, *, spooled: SpooledMember | None = None
+) -> bytes:
+    """The checked, edited (and re-signed) content of one Mach-O member (``spooled``: as the scan kept it)."""
+    before = _inflated(archive, info, edit.member, spooled)
     return patch_macho_bytes(before, edit, archive.display)
 
 
@@ -245,10 +285,12 @@ def patch_wheel(
     jobs: int = 2,
     level: int = 6,
     progress: Progress | None = None,
+    spool: Spool | None = None,
 ) -> dict[str, Replacement]:
     """The patched, checked content of every member the plan edits (empty when it edits none), read from the
     open ``archive`` the plan was made from. Members are patched ``jobs`` at a time, largest first;
-    ``progress`` is called (on this thread) after each."""
+    ``progress`` is called (on this thread) after each. ``spool``: the binaries the scan of ``archive``
+    kept; a member found there is not inflated again."""
     if not plan.changes:
         return {}
     if archive.identity != plan.wheel.scan.identity:
@@ -258,9 +300,10 @@ def patch_wheel(
     edits.sort(key=lambda e: (-infos[e.member].file_size, e.member))
 
     def one(edit: ElfEdit | MachOEdit) -> Replacement:
+        spooled = spool.take(edit.member) if spool is not None else None
         if isinstance(edit, MachOEdit):
-            return patch_macho(archive, infos[edit.member], edit)
-        return patch_elf(archive, infos[edit.member], edit, level=level)
+            return patch_macho(archive, infos[edit.member], edit, spooled=spooled)
+        return patch_elf(archive, infos[edit.member], edit, level=level, spooled=spooled)
 
     sizes = [infos[e.member].file_size for e in edits]
     done: dict[str, Replacement] = {}

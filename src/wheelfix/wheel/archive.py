@@ -28,6 +28,7 @@ from pathlib import Path
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from wheelfix.errors import BadInput, Problem
+from wheelfix.wheel import codecs
 from wheelfix.wheel.zipformat import CorruptMember, dist_info_dirs, read_local_header
 
 __all__ = [
@@ -582,7 +583,7 @@ class WheelArchive:
         left_in = info.compress_size
         left_out = info.file_size
         crc = 0
-        inflater = zlib.decompressobj(-15) if info.compress_type == zipfile.ZIP_DEFLATED else None
+        inflater = codecs.decompressobj() if info.compress_type == zipfile.ZIP_DEFLATED else None
         pending = b""
         while True:
             if pending:
@@ -600,14 +601,14 @@ class WheelArchive:
             else:
                 try:
                     out = inflater.decompress(raw, left_out + 1)
-                except zlib.error as e:
+                except codecs.inflate_errors() as e:
                     raise CorruptMember(f"bad deflate data ({e})") from None
                 pending = inflater.unconsumed_tail
             if len(out) > left_out:
                 raise CorruptMember(f"inflates to more than its declared {info.file_size} bytes")
             left_out -= len(out)
             if check_crc:
-                crc = zlib.crc32(out, crc)
+                crc = codecs.crc32(out, crc)
             if out:
                 yield out
             if inflater is not None and inflater.eof:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import bisect
 import ctypes
-import ctypes.util
 import hashlib
 import itertools
 import os
@@ -33,12 +32,12 @@ import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cache
 
 from wheelfix.errors import EXIT_BAD_INPUT, Error
+from wheelfix.wheel.codecs import IndexedLibrary, ZStream, crc32, indexed_library
 from wheelfix.wheel.deflate import BLOCK, WINDOW, deflate_block
 
-__all__ = ["SpliceError", "Spliced", "inflate_indexed", "splice", "zlib_available"]
+__all__ = ["IndexedInflate", "SpliceError", "Spliced", "inflate_indexed", "splice", "zlib_available"]
 
 _CHUNK = 1 << 20
 Z_OK, Z_STREAM_END, Z_BUF_ERROR, Z_BLOCK = 0, 1, -5, 5
@@ -46,44 +45,9 @@ Z_OK, Z_STREAM_END, Z_BUF_ERROR, Z_BLOCK = 0, 1, -5, 5
 Piece = bytes | tuple[int, int]  # compressed bytes, or (offset, length) of bytes of the source file
 
 
-class _ZStream(ctypes.Structure):
-    _fields_ = [
-        ("next_in", ctypes.c_void_p),
-        ("avail_in", ctypes.c_uint),
-        ("total_in", ctypes.c_ulong),
-        ("next_out", ctypes.c_void_p),
-        ("avail_out", ctypes.c_uint),
-        ("total_out", ctypes.c_ulong),
-        ("msg", ctypes.c_char_p),
-        ("state", ctypes.c_void_p),
-        ("zalloc", ctypes.c_void_p),
-        ("zfree", ctypes.c_void_p),
-        ("opaque", ctypes.c_void_p),
-        ("data_type", ctypes.c_int),
-        ("adler", ctypes.c_ulong),
-        ("reserved", ctypes.c_ulong),
-    ]
-
-
-@cache
-def _libz() -> ctypes.CDLL | None:
-    for name in ("libz.so.1", ctypes.util.find_library("z")):
-        if not name:
-            continue
-        try:
-            lib = ctypes.CDLL(name)
-            lib.zlibVersion.restype = ctypes.c_char_p
-            lib.inflateInit2_.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-            lib.inflate.argtypes = [ctypes.c_void_p, ctypes.c_int]
-            lib.inflateEnd.argtypes = [ctypes.c_void_p]
-            return lib
-        except (OSError, AttributeError):
-            continue
-    return None
-
-
 def zlib_available() -> bool:
-    return _libz() is not None
+    """Whether an inflate that stops at block boundaries can be loaded (zlib-ng or the system zlib)."""
+    return indexed_library() is not None
 
 
 class InflateError(Error, ValueError):
@@ -92,32 +56,52 @@ class InflateError(Error, ValueError):
     exit_code = EXIT_BAD_INPUT
 
 
-def inflate_indexed(
-    read: Callable[[int, int], bytes], start: int, length: int, write: Callable[[memoryview], None]
-) -> tuple[list[tuple[int, int]], int, int]:
-    """Inflate the raw deflate stream at ``start`` (``length`` bytes, read with ``read(offset, n)``),
-    passing the output to ``write`` in pieces. Returns the block starts as (bit offset in the stream,
-    output offset) pairs — the first is (0, 0) — and the CRC-32 and size of the output."""
-    lib = _libz()
-    if lib is None:
-        raise InflateError("zlib shared library not available")
-    strm = _ZStream()
-    ret = lib.inflateInit2_(ctypes.byref(strm), -15, lib.zlibVersion(), ctypes.sizeof(_ZStream))
-    if ret != Z_OK:
-        raise InflateError(f"inflateInit2 failed ({ret})")
-    out = ctypes.create_string_buffer(_CHUNK)
-    out_base = ctypes.addressof(out)
-    view = memoryview(out).cast("B")
-    boundaries = [(0, 0)]
-    crc = 0
-    consumed = 0
-    inbuf: bytes = b""
-    used = 0  # bytes of ``out`` filled and not yet passed on
-    try:
+class IndexedInflate:
+    """Inflate the raw deflate stream at ``start`` (``length`` bytes, read with ``read(offset, n)``) in
+    pieces, recording where each deflate block starts. Iterate to get the output; each piece is a view of
+    a reused buffer, valid until the next one is asked for. Once iterated to the end, ``boundaries`` holds
+    the block starts as (bit offset in the stream, output offset) pairs — the first is (0, 0) — and
+    ``crc``/``size`` the CRC-32 and size of the output. Raises InflateError on damaged data."""
+
+    def __init__(
+        self,
+        read: Callable[[int, int], bytes],
+        start: int,
+        length: int,
+        *,
+        library: str = "auto",
+        limit: int | None = None,
+    ) -> None:
+        self._read, self._start, self._length, self._library = read, start, length, library
+        self._limit = limit  # refuse to inflate to more than this many bytes
+        self.boundaries: list[tuple[int, int]] = [(0, 0)]
+        self.crc = 0
+        self.size = 0
+
+    def __iter__(self) -> Iterator[memoryview]:
+        lib = indexed_library(self._library)
+        if lib is None:
+            raise InflateError("no zlib shared library to inflate with")
+        strm = ZStream()
+        ret = lib.init(ctypes.byref(strm))
+        if ret != Z_OK:
+            raise InflateError(f"inflateInit2 failed ({ret})")
+        try:
+            yield from self._run(lib, strm)
+        finally:
+            lib.end(ctypes.byref(strm))
+
+    def _run(self, lib: IndexedLibrary, strm: ZStream) -> Iterator[memoryview]:
+        out = ctypes.create_string_buffer(_CHUNK)
+        out_base = ctypes.addressof(out)
+        view = memoryview(out).cast("B")
+        consumed, length, boundaries = 0, self._length, self.boundaries
+        inbuf: bytes = b""
+        used = 0  # bytes of ``out`` filled and not yet passed on
         strm.next_out, strm.avail_out = out_base, _CHUNK
         while True:
             if strm.avail_in == 0 and consumed < length:
-                inbuf = read(start + consumed, min(_CHUNK, length - consumed))
+                inbuf = self._read(self._start + consumed, min(_CHUNK, length - consumed))
                 if not inbuf:
                     raise InflateError("the compressed data ends early")
                 consumed += len(inbuf)
@@ -129,10 +113,12 @@ def inflate_indexed(
             if ret not in (Z_OK, Z_STREAM_END, Z_BUF_ERROR):
                 msg = strm.msg.decode("ascii", "replace") if strm.msg else str(ret)
                 raise InflateError(f"corrupt deflate data ({msg})")
+            if self._limit is not None and strm.total_out > self._limit:
+                raise InflateError(f"inflates to more than its declared {self._limit} bytes")
             if ret == Z_STREAM_END or strm.avail_out < (_CHUNK >> 2):
                 chunk = view[:used]
-                crc = zlib.crc32(chunk, crc)
-                write(chunk)
+                self.crc = crc32(chunk, self.crc)
+                yield chunk
                 used = 0
                 strm.next_out, strm.avail_out = out_base, _CHUNK
             if ret == Z_STREAM_END:
@@ -141,10 +127,25 @@ def inflate_indexed(
                 boundaries.append((strm.total_in * 8 - (strm.data_type & 7), strm.total_out))
             if ret == Z_BUF_ERROR and strm.avail_in == 0 and consumed >= length:
                 raise InflateError("the compressed data ends early")
-        return boundaries, crc, strm.total_out
-    finally:
-        lib.inflateEnd(ctypes.byref(strm))
+        self.size = strm.total_out
         del inbuf
+
+
+def inflate_indexed(
+    read: Callable[[int, int], bytes],
+    start: int,
+    length: int,
+    write: Callable[[memoryview], None],
+    *,
+    library: str = "auto",
+) -> tuple[list[tuple[int, int]], int, int]:
+    """Inflate the raw deflate stream at ``start`` (``length`` bytes, read with ``read(offset, n)``),
+    passing the output to ``write`` in pieces. Returns the block starts as (bit offset in the stream,
+    output offset) pairs — the first is (0, 0) — and the CRC-32 and size of the output."""
+    job = IndexedInflate(read, start, length, library=library)
+    for chunk in job:
+        write(chunk)
+    return job.boundaries, job.crc, job.size
 
 
 # --- bit-level assembly ------------------------------------------------------------------------------
@@ -433,7 +434,7 @@ def hash_fd(fd: int, size: int) -> tuple[int, bytes]:
         data = os.pread(fd, min(4 * _CHUNK, size - pos), pos)
         if not data:
             raise OSError("file shorter than expected")
-        crc = zlib.crc32(data, crc)
+        crc = crc32(data, crc)
         sha.update(data)
         pos += len(data)
     return crc, sha.digest()

@@ -172,7 +172,13 @@ class _Reader:
         return bytes(self.data[offset:stop]).decode("utf-8", "backslashreplace")
 
 
-def parse_elf(data: Buffer, *, scan_strings: bool = True, strict: bool = False) -> ElfInfo:
+def parse_elf(
+    data: Buffer,
+    *,
+    scan_strings: bool = True,
+    strict: bool = False,
+    page_out: Callable[[int, int], None] | None = None,
+) -> ElfInfo:
     """Parse what dynamic linking needs from an ELF image. Raises BinaryFormatError on malformed input.
 
     The phases run in file-structure order, each checking the bounds of what it reads: identification,
@@ -202,7 +208,7 @@ def parse_elf(data: Buffer, *, scan_strings: bool = True, strict: bool = False) 
     dlopen_notes = _dlopen_notes(r, _note_regions(r, segments, sections, skipped), skipped)
     candidates: tuple[str, ...] = ()
     if scan_strings and e_type in (ET_EXEC, ET_DYN):
-        candidates = _dlopen_candidates(r, sections, names)
+        candidates = _dlopen_candidates(r, sections, names, page_out)
     return ElfInfo(
         elf_class=64 if is64 else 32,
         endian="little" if little else "big",
@@ -426,7 +432,12 @@ def _dlopen_notes(
     return tuple(notes)
 
 
-def _dlopen_candidates(r: _Reader, sections: list[tuple[int, ...]], names: _DynamicNames) -> tuple[str, ...]:
+def _dlopen_candidates(
+    r: _Reader,
+    sections: list[tuple[int, ...]],
+    names: _DynamicNames,
+    page_out: Callable[[int, int], None] | None = None,
+) -> tuple[str, ...]:
     """``lib*.so*`` strings in allocated, non-executable data (the whole file without section headers),
     sorted, at most MAX_DLOPEN_CANDIDATES, not counting the file's own DT_NEEDED and DT_SONAME names."""
     ranges = [
@@ -441,8 +452,18 @@ def _dlopen_candidates(r: _Reader, sections: list[tuple[int, ...]], names: _Dyna
         exclude.add(names.soname)
     found: dict[str, None] = {}
     for lo, hi in _merged(ranges):  # overlapping sections are scanned once
-        found.update(dict.fromkeys(_dlopen_strings(r.data, lo, hi)))
+        for start in range(lo, hi, SCAN_PIECE):
+            # pieces overlap by 2 bytes, so a ".so" across a piece boundary is found in exactly one piece
+            stop = min(hi, start + SCAN_PIECE + 2)
+            found.update(dict.fromkeys(_dlopen_strings(r.data, lo, hi, start, stop)))
+            if page_out is not None:  # a name's window reaches 200 bytes back: keep those
+                page_out(max(lo, start - _WINDOW_BACK), max(lo, stop - _WINDOW_BACK))
     return tuple(sorted(s for s in found if s not in exclude)[:MAX_DLOPEN_CANDIDATES])
+
+
+#: bytes of read-only data the dlopen scan reads before it says it is done with them (``page_out``)
+SCAN_PIECE = 8 << 20
+_WINDOW_BACK = 256
 
 
 def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -455,16 +476,17 @@ def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return merged
 
 
-def _dlopen_strings(data: Buffer, lo: int, hi: int) -> Iterator[str]:
-    """``lib*.so*`` strings in data[lo:hi]. Finds each ``.so`` with a fast substring search, then matches
-    the full name in a small window around it (a regex over the whole range would be several times slower)."""
-    pos = data.find(b".so", lo, hi)
+def _dlopen_strings(data: Buffer, lo: int, hi: int, start: int, stop: int) -> Iterator[str]:
+    """``lib*.so*`` strings in data[lo:hi] around each ``.so`` found in data[start:stop]. Finds each ``.so``
+    with a fast substring search, then matches the full name in a small window around it (a regex over the
+    whole range would be several times slower)."""
+    pos = data.find(b".so", start, stop)
     while pos >= 0:
         window_lo = max(lo, pos - 200)
         for m in _DLOPEN_RE.finditer(data, window_lo, min(hi, pos + 64)):
             if m.start() <= pos < m.end() and (m.start() > window_lo or window_lo == lo):
                 yield m.group().decode("ascii")
-        pos = data.find(b".so", pos + 3, hi)
+        pos = data.find(b".so", pos + 3, stop)
 
 
 def machine_name(e_machine: int, little: bool) -> str:
