@@ -12,13 +12,7 @@ The public API (see ``docs/api.md``)::
 Every error wheelfix raises on purpose is a :class:`wheelfix.Error`; its ``exit_code`` is the command line's.
 """
 
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _version
-
-try:
-    __version__ = _version("wheelfix")  # the one source: pyproject.toml
-except PackageNotFoundError:  # pragma: no cover - run from a source tree that is not installed
-    __version__ = "0+unknown"
+from functools import cache as _cache
 
 from wheelfix.analysis.check import (
     CheckResult,
@@ -125,3 +119,20 @@ __all__ = [
     "repair_env",
     "write_repaired",
 ]
+
+
+@_cache
+def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("wheelfix")  # the one source: pyproject.toml
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree that is not installed
+        return "0+unknown"
+
+
+def __getattr__(name: str) -> str:
+    # ``__version__`` is looked up on first use: importlib.metadata costs 40 ms of every start
+    if name == "__version__":
+        return _installed_version()
+    raise AttributeError(f"module 'wheelfix' has no attribute {name!r}")

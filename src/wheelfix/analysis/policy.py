@@ -6,11 +6,13 @@ architecture, and blacklisted symbols per library."""
 from __future__ import annotations
 
 import fnmatch
+import importlib.util
 import json
 import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
 
 __all__ = [
     "LEGACY_ALIASES",
@@ -149,8 +151,19 @@ class LinuxPolicy:
 ManylinuxPolicy = LinuxPolicy  # the name before musllinux policies existed
 
 
+def _policy_text(filename: str) -> str:
+    """auditwheel's policy file, found without importing auditwheel (its package imports pyelftools and
+    more: a tenth of a second of every wheelfix start)."""
+    spec = importlib.util.find_spec("auditwheel")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(location) / "policy" / filename
+        if path.is_file():
+            return path.read_text("utf-8")
+    return resources.files("auditwheel.policy").joinpath(filename).read_text("utf-8")
+
+
 def _load(filename: str, libc: str) -> tuple[LinuxPolicy, ...]:
-    text = resources.files("auditwheel.policy").joinpath(filename).read_text("utf-8")
+    text = _policy_text(filename)
     prefix = "manylinux" if libc == "glibc" else "musllinux"
     out = []
     for raw in json.loads(text):

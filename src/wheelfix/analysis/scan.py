@@ -200,6 +200,7 @@ def _page_out(view: mmap.mmap) -> Callable[[int, int], None]:
 
 
 _Result = ElfMember | MachOMember | UnsupportedBinary | None
+_Scanned = tuple[list[Problem], _Result]
 
 
 def _parse(
@@ -361,7 +362,70 @@ def scan_wheel(path: Path, *, limits: Limits = DEFAULT_LIMITS, jobs: int | None 
         return scan_archive(archive, jobs=jobs)
 
 
-_Scanned = tuple[list[Problem], ElfMember | MachOMember | UnsupportedBinary | None]
+#: Members smaller than this are scanned in batches: one read of the span they lie in, one task, each
+#: member inflated in one call (a big wheel's thousands of small files cost per member, not per byte).
+BATCH_MEMBER_MAX = INDEX_MIN
+_BATCH_SPAN = 4 << 20  # compressed bytes per batch
+
+
+def _scan_small(
+    archive: WheelArchive, info: zipfile.ZipInfo, data: bytes | CorruptMember, spool: Spool | None
+) -> _Scanned:
+    """One small member, already inflated (or the error its inflate raised): checked and parsed."""
+    file, name = archive.display, info.filename
+    if isinstance(data, CorruptMember):
+        return [Problem(file, name, f"corrupt member data: {data}")], None
+    problems: list[Problem] = []
+    entry = archive.record.get(name)
+    if entry is not None and entry.algorithm and hashlib.new(entry.algorithm, data).digest() != entry.digest:
+        problems.append(Problem(file, name, f"{entry.algorithm} does not match RECORD"))
+    fmt = detect_format(data[:MAGIC_PREFIX_LEN])
+    if fmt not in (BinaryFormat.ELF, BinaryFormat.MACHO, BinaryFormat.MACHO_FAT):
+        return problems, (UnsupportedBinary(name, fmt) if fmt is not None else None)
+    parse_problems, result = _parse(archive, info, fmt, data)
+    if spool is not None and result is not None:
+        path = spool.new_file()
+        path.write_bytes(data)
+        spool.add(name, SpooledMember(path, len(data), info.CRC, None))
+    return problems + parse_problems, result
+
+
+def _scan_batch(archive: WheelArchive, batch: list[zipfile.ZipInfo], spool: Spool | None) -> list[_Scanned]:
+    hashed = archive.record
+
+    def check_crc(info: zipfile.ZipInfo) -> bool:
+        entry = hashed.get(info.filename)
+        return entry is None or not entry.algorithm
+
+    datas = archive.inflate_small(batch, check_crc)
+    return [_scan_small(archive, info, data, spool) for info, data in zip(batch, datas, strict=True)]
+
+
+def _tasks(members: list[zipfile.ZipInfo]) -> list[list[zipfile.ZipInfo]]:
+    """The scan's units of work, biggest first: each big member alone, then the small ones in batches of
+    neighbours in the file."""
+    big = [[i] for i in members if i.file_size >= BATCH_MEMBER_MAX or i.compress_size >= BATCH_MEMBER_MAX]
+    small = sorted(
+        (i for i in members if i.file_size < BATCH_MEMBER_MAX and i.compress_size < BATCH_MEMBER_MAX),
+        key=lambda i: i.header_offset,
+    )
+    batches: list[list[zipfile.ZipInfo]] = []
+    lo = 0
+    for info in small:  # a batch is read in one piece: its span of the file (big members between included)
+        end = info.header_offset + info.compress_size
+        if not batches or end - lo > _BATCH_SPAN or len(batches[-1]) >= 4096:
+            batches.append([])
+            lo = info.header_offset
+        batches[-1].append(info)
+    return big + batches
+
+
+def _run_task(archive: WheelArchive, task: list[zipfile.ZipInfo], spool: Spool | None) -> list[_Scanned]:
+    if len(task) == 1 and (
+        task[0].file_size >= BATCH_MEMBER_MAX or task[0].compress_size >= BATCH_MEMBER_MAX
+    ):
+        return [_scan_member(archive, task[0], spool)]
+    return _scan_batch(archive, task, spool)
 
 
 def _scan_members(
@@ -371,34 +435,35 @@ def _scan_members(
     progress: Progress | None,
     spool: Spool | None,
 ) -> list[_Scanned]:
-    """Every member's scan result, in ``members`` order; ``progress`` hears of each member as it finishes."""
+    """Every member's scan result (in no particular order); ``progress`` hears of members as they finish."""
     total_bytes = sum(i.file_size for i in members)
-    done_bytes = 0
+    done, done_bytes = 0, 0
+    tasks = _tasks(members)
 
-    def tick(done: int, info: zipfile.ZipInfo) -> None:
-        nonlocal done_bytes
-        done_bytes += info.file_size
-        report(
-            progress,
-            ProgressEvent(
+    def tick(task: list[zipfile.ZipInfo]) -> None:
+        nonlocal done, done_bytes
+        if progress is None:
+            return
+        for info in task:  # one event per member, even when a batch of them finished together
+            done += 1
+            done_bytes += info.file_size
+            event = ProgressEvent(
                 Phase.SCAN, archive.path.name, done, len(members), "members", done_bytes, total_bytes
-            ),
-        )
+            )
+            report(progress, event)
 
-    if workers == 1 or len(members) < 2:
-        results: list[_Scanned] = []
-        for n, info in enumerate(members, 1):
-            results.append(_scan_member(archive, info, spool))
-            tick(n, info)
+    results: list[_Scanned] = []
+    if workers == 1 or len(tasks) < 2:
+        for task in tasks:
+            results.extend(_run_task(archive, task, spool))
+            tick(task)
         return results
-    slots: list[_Scanned | None] = [None] * len(members)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wheelfix-scan") as pool:
-        futures = {pool.submit(_scan_member, archive, info, spool): k for k, info in enumerate(members)}
-        for n, future in enumerate(as_completed(futures), 1):  # on this thread: progress is called here
-            k = futures[future]
-            slots[k] = future.result()
-            tick(n, members[k])
-    return [s for s in slots if s is not None]
+        futures = {pool.submit(_run_task, archive, task, spool): task for task in tasks}
+        for future in as_completed(futures):  # on this thread: progress is called here
+            results.extend(future.result())
+            tick(futures[future])
+    return results
 
 
 def scan_archive(

@@ -24,6 +24,7 @@ __all__ = [
     "CorruptMember",
     "LocalHeader",
     "dist_info_dirs",
+    "parse_local_header",
     "read_local_header",
     "stored_name",
 ]
@@ -62,10 +63,35 @@ def read_local_header(fd: int, info: zipfile.ZipInfo, file_size: int | None = No
     if info.header_offset < 0:  # a central directory that claims data before the archive starts
         raise CorruptMember(f"local header offset {info.header_offset} is negative")
     head = os.pread(fd, LOCAL_HEADER.size, info.header_offset)
+    name_len, extra_len = _fixed_part(head, info)
+    rest = os.pread(fd, name_len + extra_len, info.header_offset + LOCAL_HEADER.size)
+    return _variable_part(rest, name_len, extra_len, info, file_size)
+
+
+def parse_local_header(buf: bytes, base: int, info: zipfile.ZipInfo) -> LocalHeader | None:
+    """``info``'s local header, checked as :func:`read_local_header` does, from ``buf`` holding the
+    archive's bytes from offset ``base`` on; None when the header (or the member's data) is not wholly in
+    ``buf``. Raises :class:`CorruptMember`."""
+    at = info.header_offset - base
+    if at < 0 or at + LOCAL_HEADER.size > len(buf):
+        return None
+    name_len, extra_len = _fixed_part(buf[at : at + LOCAL_HEADER.size], info)
+    start = at + LOCAL_HEADER.size
+    if start + name_len + extra_len + info.compress_size > len(buf):
+        return None
+    return _variable_part(buf[start : start + name_len + extra_len], name_len, extra_len, info, None)
+
+
+def _fixed_part(head: bytes, info: zipfile.ZipInfo) -> tuple[int, int]:
     if len(head) != LOCAL_HEADER.size or struct.unpack_from("<I", head)[0] != LOCAL_SIG:
         raise CorruptMember(f"{info.filename}: bad local file header")
     name_len, extra_len = struct.unpack_from("<HH", head, 26)
-    rest = os.pread(fd, name_len + extra_len, info.header_offset + LOCAL_HEADER.size)
+    return name_len, extra_len
+
+
+def _variable_part(
+    rest: bytes, name_len: int, extra_len: int, info: zipfile.ZipInfo, file_size: int | None
+) -> LocalHeader:
     name = rest[:name_len]
     if len(rest) != name_len + extra_len or name != stored_name(info):
         local = name.decode("utf-8" if info.flag_bits & FLAG_UTF8 else "cp437", "replace")
