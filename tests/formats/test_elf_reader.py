@@ -36,6 +36,7 @@ from elftools.elf.sections import NoteSection
 from elftools.elf.segments import InterpSegment
 
 from wheelfix.binfmt import MAGIC_PREFIX_LEN, BinaryFormatError, detect_format
+from wheelfix.binfmt.elf import reader as elf_reader
 from wheelfix.binfmt.elf.reader import ElfInfo, parse_elf
 
 from tests.support import synthetic as generate
@@ -1602,3 +1603,39 @@ def test_detect_format_never_raises() -> None:
         if result == "pe":
             (lfanew,) = struct.unpack_from("<I", head, 0x3C)
             assert head[lfanew : lfanew + 4] == b"PE\0\0"
+
+
+# --- the dlopen scan in pieces (big binaries are parsed through maps whose pages are dropped) ----------
+
+_PIECE_FILES = [
+    Path("/usr/lib/x86_64-linux-gnu/libc.so.6"),  # dlopens libgcc_s.so.1
+    Path("/usr/lib/x86_64-linux-gnu/libstdc++.so.6"),
+    Path(sys.executable).resolve(),
+]
+
+
+@pytest.mark.parametrize("path", _PIECE_FILES, ids=lambda p: p.name)
+def test_dlopen_scan_in_pieces_finds_the_same_names(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """However read-only data is cut into pieces, every ``lib*.so*`` string is found once, including one
+    whose ``.so`` straddles a piece boundary; and the pieces the scan says it is done with (``page_out``)
+    are never read again: zeroing them as soon as they are dropped changes nothing."""
+    data = path.read_bytes()
+    whole = parse_elf(data).dlopen_candidates
+    assert whole or path.name != "libc.so.6"
+    for piece in (3, 5, 64, 4097, 1 << 20):
+        monkeypatch.setattr(elf_reader, "SCAN_PIECE", piece)
+        found, dropped = _parse_dropping(data)
+        assert found == whole and dropped, piece
+
+
+def _parse_dropping(data: bytes) -> tuple[tuple[str, ...], list[tuple[int, int]]]:
+    """The dlopen candidates of ``data`` parsed from a copy whose dropped ranges are zeroed at once."""
+    buf = bytearray(data)
+    dropped: list[tuple[int, int]] = []
+
+    def page_out(lo: int, hi: int) -> None:
+        assert not dropped or lo >= dropped[-1][0]  # forwards only
+        dropped.append((lo, hi))
+        buf[lo:hi] = bytes(hi - lo)
+
+    return parse_elf(buf, page_out=page_out).dlopen_candidates, dropped

@@ -38,6 +38,7 @@ from wheelfix.render.nix_impure import IMPURE_FLAVORS
 from wheelfix.render.text import MissingContext, render_check, render_inspect, render_missing, render_plan
 from wheelfix.repair.nixpkgs import NixpkgsLibraries
 from wheelfix.repair.plan import WheelPlan
+from wheelfix.wheel import codecs
 from wheelfix.wheel.archive import DEFAULT_LIMITS, Limits
 from wheelfix.wheel.atomic import atomic_fd
 
@@ -112,6 +113,10 @@ def _scan_options(f: Callable[..., None]) -> Callable[..., None]:
         **kwargs: object,
     ) -> None:
         limits = Limits(max_total=max_size, max_ratio=max_ratio, strict=strict)
+        if kwargs.get("verbose"):  # once per command: which inflater, and whether a faster one is missing
+            note = codecs.summary()
+            if note is not None:
+                click.echo(f"wheelfix: {note}", err=True)
         f(*args, scan=ScanOptions(wheels, jobs, limits), **kwargs)
 
     decorated: Callable[..., None] = command

@@ -202,7 +202,9 @@ def summary() -> str | None:
     if not missing:
         return None
     indexed = lib.name if lib is not None else "none (patched members are recompressed)"
-    return (
-        f"inflating with {inflater_name()}, indexed inflate with {indexed}: "
-        f"{' and '.join(missing)} not installed (pip install 'wheelfix[fast]' is faster)"
+    why = (
+        "turned off by WHEELFIX_CODECS=zlib"
+        if _disabled()
+        else "not installed (pip install 'wheelfix[fast]' is faster)"
     )
+    return f"inflating with {inflater_name()}, indexed inflate with {indexed}: {' and '.join(missing)} {why}"
