@@ -6,7 +6,7 @@ The job (issue 7): give every ELF of the wheel that needs libstdc++/libgcc_s/lib
 into the store directories holding them. The directories are ``--lib-path`` or, by default, a fake store:
 Debian's copies of those four libraries, each added with ``nix-store --add``. The edits are planned once
 with wheelfix's planner (the same RUNPATH/RPATH value per ELF for every method) and written to a JSON plan.
-Methods, each one fresh process tree per run (this file re-executed for the last two):
+Methods, each one fresh process tree per run (this file re-executed for all but wheelfix):
 
 * ``wheelfix``: ``python -m wheelfix repair WHEEL -o DIR --lib-path ...``.
 * ``by-hand``: ``unzip`` to a temp dir, ``patchelf [--force-rpath] --set-rpath VALUE`` per planned ELF
@@ -15,14 +15,28 @@ Methods, each one fresh process tree per run (this file re-executed for the last
 * ``floor``: what any writer has to do at least: inflate the planned members and deflate them again at
   level 6 (on ``--jobs`` threads, one member per thread), copy every other member's local header and
   compressed bytes as they are, write the central directory. No ELF is edited.
+* ``autopatchelf``: nixpkgs' own route, the anchor for "repair time": extract the wheel to a directory the
+  way by-hand does (``unzip -q``, :meth:`zipfile.ZipFile.extractall` without unzip), then run nixpkgs'
+  ``auto-patchelf.py`` (``--auto-patchelf``, run by path with this Python; it needs pyelftools and calls the
+  ``patchelf`` next to this Python) over the tree with the arguments ``auto-patchelf.sh`` gives it:
+  ``--ignore-missing`` (the ``--allow`` globs) ``--paths TREE --libs LIBDIR... --runtime-dependencies
+  --append-rpaths --extra-args``. ``NIX_BINTOOLS`` is a fake bintools wrapper: ``nix-support/dynamic-linker``
+  is ``--interpreter``, ``nix-support/orig-libc`` a directory linking the host's glibc libraries (so that
+  glibc needs are "found in libc" and libstdc++ is not). It writes no wheel (no RECORD update, no rezip): it
+  is the least nixpkgs does to an installed tree. It does more than the plan: every ELF that needs a
+  library gets absolute store (and tree) directories in place of its ``$ORIGIN`` entries, and every
+  executable gets ``--set-interpreter`` (with the default ``--interpreter``, the value it already has).
 
 Wall time is the median of ``--runs``; peak RSS is of the whole process tree (patchelf and unzip
 children included), sampled every ``--sample-ms`` from ``/proc`` (the sum over the tree's processes) and
 never below the exact ``ru_maxrss`` of the largest single process; the maximum over runs. Targets: wheelfix
-at least 10x faster than by-hand, at most 2x the floor, peak RSS below the largest member + 200 MiB.
+at least 10x faster than by-hand, at most 2x the floor, autopatchelf at least 4x slower than wheelfix, peak
+RSS below the largest member + 200 MiB.
 Prints markdown tables; writes ``bench/results/repair.json``. After the first run the outputs are checked
 (``--no-verify`` skips it): wheelfix's and by-hand's with ``wheelfix inspect --json`` against the plan,
-the floor's with :meth:`zipfile.ZipFile.testzip`.
+the floor's with :meth:`zipfile.ZipFile.testzip`, autopatchelf's tree by reading every ELF in it with
+wheelfix's reader: each planned member's store directories are in its search path, and every ELF that needs a
+library of the lib paths has that library's directory in its search path (DT_RUNPATH, else DT_RPATH).
 """
 
 # ruff: noqa: E402
@@ -43,6 +57,7 @@ import csv
 import hashlib
 import io
 import json
+import mmap
 import shutil
 import struct
 import subprocess
@@ -68,8 +83,14 @@ from _runner import (
 )
 
 DEFAULT_WHEEL = Path("/opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl")
-METHODS = ("wheelfix", "by-hand", "floor")
+METHODS = ("wheelfix", "by-hand", "floor", "autopatchelf")
 HOST_LIBS = Path("/usr/lib/x86_64-linux-gnu")
+HOST_LOADER = "/lib64/ld-linux-x86-64.so.2"
+# nixpkgs' auto-patchelf, run by path (never copied here): --auto-patchelf, else under $NIXPKGS, else under
+# the checkout of nixpkgs sources shared on the bench machine.
+AUTO_PATCHELF_IN_NIXPKGS = "pkgs/by-name/au/auto-patchelf/source/auto-patchelf.py"
+AUTO_PATCHELF_HOOK_IN_NIXPKGS = "pkgs/build-support/setup-hooks/auto-patchelf.sh"
+SHARED_NIXPKGS = Path("/work/shared/nix-sources/nixpkgs")
 STORE_LIBS = {  # soname -> store path name of the fake store
     "libstdc++.so.6": "wheelfix-bench-libstdcxx",
     "libgcc_s.so.1": "wheelfix-bench-libgcc",
@@ -82,6 +103,7 @@ NIX_CONFIG = (
 RSS_HEADROOM_MIB = 200
 TARGET_VS_BY_HAND = 10.0  # wheelfix at least this many times faster than by-hand
 TARGET_VS_FLOOR = 2.0  # wheelfix at most this many times the floor
+TARGET_AUTOPATCHELF = 4.0  # autopatchelf at least this many times slower than wheelfix
 
 # A tiny ``python -I -S`` launcher (see _runner): fork, exec the tool in its own process group, wait4 it
 # in the main thread (exact wall time, ru_maxrss of the largest process of the tree) while a thread sums
@@ -136,13 +158,14 @@ class TreeRun(Run):
     max_process_rss_kib: int = 0
 
 
-def run_tree_measured(argv: Sequence[str], sample_s: float) -> TreeRun:
+def run_tree_measured(argv: Sequence[str], sample_s: float, env: Mapping[str, str] | None = None) -> TreeRun:
     with tempfile.TemporaryFile() as stderr:
         launcher = subprocess.run(
             [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(sample_s), *argv],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=stderr,
+            env=env,
             check=False,
         )
         stderr.seek(0)
@@ -240,14 +263,19 @@ def _record_hash(path: Path) -> tuple[str, int]:
     return "sha256=" + base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode(), path.stat().st_size
 
 
+def extract(wheel: Path, root: Path) -> None:
+    """``unzip -q`` (``zipfile`` without unzip): how by-hand and autopatchelf unpack the wheel."""
+    if shutil.which("unzip"):
+        subprocess.run(["unzip", "-q", str(wheel), "-d", str(root)], check=True)
+    else:
+        with zipfile.ZipFile(wheel) as zf:
+            zf.extractall(root)
+
+
 def by_hand(plan: Mapping[str, Any], wheel: Path, out: Path, patchelf: str) -> None:
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".by-hand-") as tmp:
         root = Path(tmp)
-        if shutil.which("unzip"):
-            subprocess.run(["unzip", "-q", str(wheel), "-d", str(root)], check=True)
-        else:
-            with zipfile.ZipFile(wheel) as zf:
-                zf.extractall(root)
+        extract(wheel, root)
         for edit in plan["edits"]:
             args = [patchelf]
             if edit["interpreter"] is not None:
@@ -365,6 +393,164 @@ def floor(plan: Mapping[str, Any], wheel: Path, out: Path, jobs: int) -> None:
         dst.write(comment)
 
 
+# --- nixpkgs' auto-patchelf -----------------------------------------------------------------------
+
+
+def find_auto_patchelf(explicit: Path | None) -> Path:
+    """nixpkgs' auto-patchelf.py: ``explicit``, else in ``$NIXPKGS``, else in the shared nixpkgs sources."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise SystemExit(f"bench: no auto-patchelf script at {explicit}")
+        return explicit.resolve()
+    roots = [Path(os.environ["NIXPKGS"])] if os.environ.get("NIXPKGS") else []
+    for root in [*roots, SHARED_NIXPKGS]:
+        if (root / AUTO_PATCHELF_IN_NIXPKGS).is_file():
+            return (root / AUTO_PATCHELF_IN_NIXPKGS).resolve()
+    raise SystemExit(
+        "bench: nixpkgs' auto-patchelf.py not found: give --auto-patchelf PATH or set NIXPKGS to a checkout"
+    )
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def auto_patchelf_info(script: Path) -> dict[str, Any]:
+    """What identifies the auto-patchelf that ran: the script and the setup hook of the same nixpkgs."""
+    info: dict[str, Any] = {"script": str(script), "script_sha256": _sha256(script)}
+    if script.as_posix().endswith(AUTO_PATCHELF_IN_NIXPKGS):
+        hook = script.parents[5] / AUTO_PATCHELF_HOOK_IN_NIXPKGS
+        if hook.is_file():
+            info |= {"setup_hook": str(hook), "setup_hook_sha256": _sha256(hook)}
+    return info
+
+
+def fake_bintools(tmp: Path, interpreter: str) -> Path:
+    """A stand-in for ``$NIX_BINTOOLS``, of which auto-patchelf.py reads two files.
+
+    ``nix-support/dynamic-linker``: the PT_INTERP it gives executables (and whose architecture and OS ABI
+    every ELF is matched against). ``nix-support/orig-libc``: glibc's prefix; a need found in its ``lib/`` is
+    left to the loader. That ``lib/`` here links the host's glibc libraries (those wheelfix counts as glibc),
+    and nothing else of the host's library directory (libstdc++ must come from the store).
+    """
+    from wheelfix.analysis.policy import is_glibc
+
+    libc = tmp / "glibc" / "lib"
+    libc.mkdir(parents=True)
+    for entry in sorted(HOST_LIBS.iterdir()):
+        if is_glibc(entry.name) and entry.is_file():
+            (libc / entry.name).symlink_to(entry.resolve())
+    support = tmp / "bintools" / "nix-support"
+    support.mkdir(parents=True)
+    (support / "dynamic-linker").write_text(interpreter + "\n", encoding="utf-8")
+    (support / "orig-libc").write_text(f"{libc.parent}\n", encoding="utf-8")
+    return support.parent
+
+
+def auto_patchelf_argv(
+    script: Path, paths: Sequence[Path], lib_dirs: Sequence[str], ignore_missing: Sequence[str]
+) -> list[str]:
+    """The command auto-patchelf.sh's ``autoPatchelf`` runs, argument for argument, for a derivation with
+    ``autoPatchelfIgnoreMissingDeps = ignore_missing`` and no runtimeDependencies, appendRunpaths or
+    patchelfFlags; ``lib_dirs`` stand for the ``<dep>/lib`` of its build inputs."""
+    return [
+        sys.executable,
+        str(script),
+        "--ignore-missing",
+        *ignore_missing,
+        "--paths",
+        *map(str, paths),
+        "--libs",
+        *lib_dirs,
+        "--runtime-dependencies",
+        "--append-rpaths",
+        "--extra-args",
+    ]
+
+
+def auto_patchelf_env(bintools: Path, patchelf: str) -> dict[str, str]:
+    """auto-patchelf.py's environment: the fake bintools, and the directory of ``patchelf`` first on PATH."""
+    path = os.path.dirname(os.path.abspath(patchelf)) + os.pathsep + os.environ.get("PATH", "")
+    return {**os.environ, "NIX_BINTOOLS": str(bintools), "PATH": path}
+
+
+def autopatchelf(
+    wheel: Path, root: Path, script: Path, lib_dirs: Sequence[str], ignore_missing: Sequence[str], env: Any
+) -> None:
+    extract(wheel, root)
+    subprocess.run(auto_patchelf_argv(script, [root], lib_dirs, ignore_missing), env=env, check=True)
+
+
+# --- checking installed or extracted trees ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TreeCheck:
+    """What :func:`check_tree` saw: ELF files read, those that need a library of the lib paths, problems."""
+
+    elfs: int
+    linked: int
+    problems: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"elfs": self.elfs, "linked": self.linked, "problems": list(self.problems)}
+
+
+def lib_dir_of(lib_dirs: Sequence[str]) -> dict[str, str]:
+    """File name -> the first of ``lib_dirs`` that holds it."""
+    where: dict[str, str] = {}
+    for d in lib_dirs:
+        for name in sorted(os.listdir(d)):
+            where.setdefault(name, d)
+    return where
+
+
+def search_path(elf: Any) -> list[str]:
+    """The directories ld.so searches for ``elf``'s needs: DT_RUNPATH, else DT_RPATH."""
+    value = elf.runpath if elf.runpath is not None else elf.rpath
+    return value.split(":") if value else []
+
+
+def read_elf(path: Path) -> Any:
+    """wheelfix's reading of ``path`` (an ElfInfo), or None when it is not an ELF file it can read."""
+    from wheelfix.binfmt import BinaryFormatError
+    from wheelfix.binfmt.elf.reader import parse_elf
+
+    with path.open("rb") as fh:
+        if fh.read(4) != b"\x7fELF":
+            return None
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            try:
+                return parse_elf(mm, scan_strings=False)
+            except BinaryFormatError:
+                return None
+
+
+def check_tree(root: Path, lib_dirs: Sequence[str], interpreter: str | None) -> TreeCheck:
+    """Every ELF file under ``root`` that needs a library of ``lib_dirs`` has its directory in its search
+    path; with ``interpreter``, every PT_INTERP is that."""
+    where = lib_dir_of(lib_dirs)
+    elfs = linked = 0
+    problems = []
+    for dirpath, _, names in os.walk(root):
+        for name in sorted(names):
+            path = Path(dirpath, name)
+            elf = None if path.is_symlink() else read_elf(path)
+            if elf is None:
+                continue
+            elfs += 1
+            rel = path.relative_to(root)
+            needs = [n for n in elf.needed if n in where]
+            linked += bool(needs)
+            entries = search_path(elf)
+            for need in needs:
+                if where[need] not in entries:
+                    problems.append(f"{rel}: no {where[need]} (for {need}) in {':'.join(entries) or '-'}")
+            if interpreter is not None and elf.interpreter not in (None, interpreter):
+                problems.append(f"{rel}: interpreter is {elf.interpreter!r}")
+    return TreeCheck(elfs, linked, tuple(problems))
+
+
 # --- measuring ------------------------------------------------------------------------------------
 
 
@@ -391,12 +577,12 @@ def wheel_info(path: Path) -> WheelInfo:
 def commands(
     methods: Sequence[str], wheel: Path, lib_dirs: Sequence[str], work: Path, args: argparse.Namespace
 ) -> dict[str, tuple[list[str], Path]]:
-    """Per method: the command and the file it writes."""
+    """Per method: the command and the file (autopatchelf: the directory) it writes."""
     result: dict[str, tuple[list[str], Path]] = {}
     me = [sys.executable, os.path.abspath(__file__)]
     plan = str(work / "plan.json")
     for method in methods:
-        out = work / method / wheel.name
+        out = work / method / (wheel.stem if method == "autopatchelf" else wheel.name)
         out.parent.mkdir(parents=True, exist_ok=True)
         if method == "wheelfix":
             extra = [a for d in lib_dirs for a in ("--lib-path", d)] + [
@@ -405,6 +591,11 @@ def commands(
             argv = [sys.executable, "-m", "wheelfix", "repair", str(wheel), "-o", str(out.parent), *extra]
         elif method == "by-hand":
             argv = [*me, "_by-hand", plan, str(wheel), str(out), "--patchelf", args.patchelf]
+        elif method == "autopatchelf":
+            argv = [*me, "_autopatchelf", plan, str(wheel), str(out), "--patchelf", args.patchelf]
+            argv += ["--auto-patchelf", str(args.auto_patchelf), "--bintools", str(args.bintools)]
+            argv += [a for d in lib_dirs for a in ("--lib-path", d)]
+            argv += [a for g in args.allow for a in ("--ignore-missing", g)]
         else:
             argv = [*me, "_floor", plan, str(wheel), str(out), "--jobs", str(args.jobs)]
         result[method] = (argv, out)
@@ -414,6 +605,24 @@ def commands(
 def _elf_paths(report: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     (wheel,) = report["wheels"]
     return {b["member"]: b["elf"] for b in wheel["binaries"] if b["format"] == "elf"}
+
+
+def verify_autopatchelf(
+    root: Path, plan: Mapping[str, Any], lib_dirs: Sequence[str], interpreter: str
+) -> list[str]:
+    """The planned store directories of every planned member are in its search path, and the whole tree
+    passes :func:`check_tree` (auto-patchelf gives every executable ``interpreter``)."""
+    problems = []
+    for edit in plan["edits"]:
+        elf = read_elf(root / edit["member"])
+        if elf is None:
+            problems.append(f"{edit['member']}: not an ELF in the tree")
+            continue
+        wanted = [e for e in (edit["value"] or "").split(":") if e.startswith("/")]
+        lost = [e for e in wanted if e not in search_path(elf)]
+        if lost:
+            problems.append(f"{edit['member']}: no {':'.join(lost)} in {':'.join(search_path(elf)) or '-'}")
+    return problems + list(check_tree(root, lib_dirs, interpreter).problems)
 
 
 def verify(method: str, out: Path, source: Path, plan: Mapping[str, Any]) -> list[str]:
@@ -468,8 +677,15 @@ def measure(
                 problems[method] = check(method, out)
                 for p in problems[method][:10]:
                     print(f"    wrong output: {p}", file=sys.stderr, flush=True)
-            out.unlink(missing_ok=True)
+            remove(out)
     return {m: Summary(tuple(r)) for m, r in results.items()}, problems
+
+
+def remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 # --- reporting ------------------------------------------------------------------------------------
@@ -489,6 +705,7 @@ def targets(info: WheelInfo, summaries: Mapping[str, Summary]) -> list[dict[str,
     wheelfix = summaries.get("wheelfix")
     speedup = _ratio(summaries.get("by-hand"), wheelfix)
     over_floor = _ratio(wheelfix, summaries.get("floor"))
+    vs_autopatchelf = _ratio(summaries.get("autopatchelf"), wheelfix)
     rss = wheelfix.peak_rss_mib if wheelfix is not None and wheelfix.ok else None
     return [
         {
@@ -504,6 +721,13 @@ def targets(info: WheelInfo, summaries: Mapping[str, Summary]) -> list[dict[str,
             "goal": f"<= {TARGET_VS_FLOOR:g}",
             "format": ".2f",
             "met": None if over_floor is None else over_floor <= TARGET_VS_FLOOR,
+        },
+        {
+            "target": "autopatchelf time / wheelfix time",
+            "value": vs_autopatchelf,
+            "goal": f">= {TARGET_AUTOPATCHELF:g}",
+            "format": ".2f",
+            "met": None if vs_autopatchelf is None else vs_autopatchelf >= TARGET_AUTOPATCHELF,
         },
         {
             "target": "wheelfix peak RSS MiB (tree)",
@@ -579,7 +803,10 @@ def to_json(
         "statistic": "median wall time; peak RSS of the process tree (sampled, >= ru_maxrss), max over runs",
         "sample_ms": args.sample_ms,
         "floor_jobs": args.jobs,
-        "versions": {name: distribution_version(name) for name in ("wheelfix", "patchelf")},
+        "versions": {name: distribution_version(name) for name in ("wheelfix", "patchelf", "pyelftools")},
+        "extract": "unzip -q" if shutil.which("unzip") else "zipfile.ZipFile.extractall",
+        "auto_patchelf": auto_patchelf_info(args.auto_patchelf) if "autopatchelf" in summaries else None,
+        "interpreter": args.interpreter,
         "wheel": {
             "name": info.path.name,
             "size_bytes": info.size,
@@ -621,7 +848,15 @@ def _child(argv: list[str]) -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("--patchelf")
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--auto-patchelf", type=Path)
+    parser.add_argument("--bintools", type=Path)
+    parser.add_argument("--lib-path", action="append", default=[])
+    parser.add_argument("--ignore-missing", action="append", default=[])
     args = parser.parse_args(argv[1:])
+    if argv[0] == "_autopatchelf":  # reads no plan: auto-patchelf makes its own
+        env = auto_patchelf_env(args.bintools, args.patchelf)
+        autopatchelf(args.wheel, args.out, args.auto_patchelf, args.lib_path, args.ignore_missing, env)
+        return 0
     plan = json.loads(args.plan.read_text(encoding="utf-8"))
     if argv[0] == "_by-hand":
         by_hand(plan, args.wheel, args.out, args.patchelf)
@@ -632,7 +867,7 @@ def _child(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("_by-hand", "_floor"):
+    if argv and argv[0] in ("_by-hand", "_floor", "_autopatchelf"):
         return _child(argv)
     parser = argparse.ArgumentParser(description="Benchmark wheelfix repair vs by-hand patchelf vs a floor.")
     parser.add_argument("--wheel", type=Path, help=f"default: {DEFAULT_WHEEL.name} (the manifest's torch)")
@@ -655,6 +890,17 @@ def main(argv: list[str] | None = None) -> int:
         "--patchelf", default=None, help="patchelf for by-hand (default: next to this Python)"
     )
     parser.add_argument(
+        "--auto-patchelf",
+        type=Path,
+        help=f"nixpkgs' auto-patchelf.py (default: $NIXPKGS/{AUTO_PATCHELF_IN_NIXPKGS}, "
+        f"else in {SHARED_NIXPKGS})",
+    )
+    parser.add_argument(
+        "--interpreter",
+        default=HOST_LOADER,
+        help="dynamic-linker of autopatchelf's fake bintools, given to executables (default: %(default)s)",
+    )
+    parser.add_argument(
         "--workdir", type=Path, help="where outputs and the unzipped tree go (default: a temp dir)"
     )
     parser.add_argument("--no-verify", action="store_true", help="do not check the first run's outputs")
@@ -663,11 +909,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs < 1 or args.jobs < 1:
         parser.error("--runs and --jobs must be at least 1")
     args.patchelf = args.patchelf or find_patchelf()
+    if "autopatchelf" in args.methods:
+        args.auto_patchelf = find_auto_patchelf(args.auto_patchelf)
     wheel = (args.wheel or _default_wheel()).resolve()
 
     with tempfile.TemporaryDirectory(dir=args.workdir, prefix="wheelfix-bench-repair-") as tmp:
         work = Path(tmp)
         lib_dirs = args.lib_path or fake_store(work / "store-src")
+        args.bintools = fake_bintools(work, args.interpreter)
         if args.allow is None:
             args.allow = ["ld-linux*"]
         plan = make_plan(wheel, lib_dirs, args.allow)
@@ -684,6 +933,8 @@ def main(argv: list[str] | None = None) -> int:
         warm_page_cache(wheel)
 
         def check(method: str, out: Path) -> list[str]:
+            if method == "autopatchelf":
+                return verify_autopatchelf(out, plan, lib_dirs, args.interpreter)
             return verify(method, out, wheel, plan)
 
         summaries, problems = measure(

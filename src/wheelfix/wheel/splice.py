@@ -151,6 +151,10 @@ def inflate_indexed(
 # --- bit-level assembly ------------------------------------------------------------------------------
 
 
+#: fresh bytes at least this long become a piece of their own instead of being joined to their neighbours
+_OWN_PIECE = 64 << 10
+
+
 class _Bits:
     """Pieces of a deflate stream being assembled, LSB-first as deflate packs bits."""
 
@@ -170,7 +174,11 @@ class _Bits:
 
     def raw(self, data: bytes) -> None:
         assert self.nbits == 0
-        self._pending += data
+        if len(data) >= _OWN_PIECE:  # a compressed block: a piece of its own, not copied
+            self._flush()
+            self.pieces.append(data)
+        else:
+            self._pending += data
 
     def source(self, offset: int, length: int) -> None:
         assert self.nbits == 0
@@ -329,6 +337,7 @@ def splice(
         end_out = boundaries[e][1] if e is not None else new_size
         for _ in range(start_out, max(end_out, start_out + 1), BLOCK):
             out.raw(blocks[k])
+            blocks[k] = b""  # held once, by the pieces
             k += 1
         if e is not None:
             for _ in range((boundaries[e][0] % 8) // 2):
