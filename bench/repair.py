@@ -36,7 +36,8 @@ Prints markdown tables; writes ``bench/results/repair.json``. After the first ru
 (``--no-verify`` skips it): wheelfix's and by-hand's with ``wheelfix inspect --json`` against the plan,
 the floor's with :meth:`zipfile.ZipFile.testzip`, autopatchelf's tree by reading every ELF in it with
 wheelfix's reader: each planned member's store directories are in its search path, and every ELF that needs a
-library of the lib paths has that library's directory in its search path (DT_RUNPATH, else DT_RPATH).
+library of the lib paths finds it through its own search path (DT_RUNPATH, else DT_RPATH; ``$ORIGIN``
+expanded), in the store or in a copy the wheel ships.
 """
 
 # ruff: noqa: E402
@@ -526,9 +527,19 @@ def read_elf(path: Path) -> Any:
                 return None
 
 
+def find_need(need: str, entries: Sequence[str], origin: Path) -> str | None:
+    """The first of ``entries`` (``$ORIGIN``: ``origin``) holding a file ``need``, as ld.so looks there."""
+    for entry in entries:
+        where = entry.replace("${ORIGIN}", str(origin)).replace("$ORIGIN", str(origin))
+        if where and os.path.isfile(os.path.join(where, need)):
+            return where
+    return None
+
+
 def check_tree(root: Path, lib_dirs: Sequence[str], interpreter: str | None) -> TreeCheck:
-    """Every ELF file under ``root`` that needs a library of ``lib_dirs`` has its directory in its search
-    path; with ``interpreter``, every PT_INTERP is that."""
+    """Every ELF file under ``root`` that needs a library of ``lib_dirs`` finds it through its own search path,
+    in its store directory or in a copy the tree ships (torch's libgomp.so.1); with ``interpreter``, every
+    PT_INTERP is that."""
     where = lib_dir_of(lib_dirs)
     elfs = linked = 0
     problems = []
@@ -544,8 +555,8 @@ def check_tree(root: Path, lib_dirs: Sequence[str], interpreter: str | None) -> 
             linked += bool(needs)
             entries = search_path(elf)
             for need in needs:
-                if where[need] not in entries:
-                    problems.append(f"{rel}: no {where[need]} (for {need}) in {':'.join(entries) or '-'}")
+                if find_need(need, entries, path.parent) is None:
+                    problems.append(f"{rel}: {need} not found in {':'.join(entries) or '-'}")
             if interpreter is not None and elf.interpreter not in (None, interpreter):
                 problems.append(f"{rel}: interpreter is {elf.interpreter!r}")
     return TreeCheck(elfs, linked, tuple(problems))

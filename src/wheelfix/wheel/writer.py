@@ -109,6 +109,7 @@ ZIP64_LIMIT = 0xFFFFFFFF
 ZIP64_COUNT_LIMIT = 0xFFFF
 
 _COPY_CHUNK = 1 << 20  # unchanged members are streamed in pieces of this size
+_KERNEL_COPY_MIN = 256 << 10  # unchanged members at least this big are copied by the kernel
 _BLOCK = BLOCK  # replaced members are deflated in independent blocks of this size (part of the format!)
 
 _CENTRAL_SIG = 0x02014B50
@@ -404,25 +405,76 @@ def _edit_record(
 
 
 class _Output:
-    """Positional writes to the new file (so a local header can be filled in after its data)."""
+    """Writes to the new file: small ones gathered into one buffer (a big wheel's thousands of local
+    headers and small members cost a system call per megabyte, not per member), big copies done by the
+    kernel (``copy_file_range``), and positional writes to fill in a local header after its data."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
-        self.pos = 0
+        self.pos = 0  # the end of what is written, buffered or not
+        self._buf = bytearray()
+        self._buf_at = 0  # the file offset of the buffer's first byte
+        self._kernel_copy = hasattr(os, "copy_file_range")
 
     def pwrite(self, data: bytes, pos: int) -> None:
+        """Write ``data`` at ``pos``, before the end: into the buffer where it holds that range."""
+        if pos >= self._buf_at and pos + len(data) <= self._buf_at + len(self._buf):
+            self._buf[pos - self._buf_at : pos - self._buf_at + len(data)] = data
+            return
+        self.flush()
+        self._pwrite_all(data, pos)
+
+    def _pwrite_all(self, data: bytes | bytearray | memoryview, pos: int) -> None:
         view = memoryview(data)
         while view:
             n = os.pwrite(self.fd, view, pos)
             pos += n
             view = view[n:]
 
+    def reserve(self, n: int) -> None:
+        """Leave ``n`` bytes to be filled in later with :meth:`pwrite`."""
+        self.write(bytes(n))
+
     def write(self, data: bytes) -> None:
-        self.pwrite(data, self.pos)
+        if len(data) >= _COPY_CHUNK:
+            self.flush()
+            self._pwrite_all(data, self.pos)
+            self.pos += len(data)
+            self._buf_at = self.pos
+            return
+        self._buf += data
         self.pos += len(data)
+        if len(self._buf) >= _COPY_CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._buf:
+            self._pwrite_all(self._buf, self._buf_at)
+            self._buf = bytearray()
+        self._buf_at = self.pos
 
     def copy(self, src_fd: int, offset: int, size: int) -> None:
-        """Stream ``size`` bytes from ``src_fd`` at ``offset``, one chunk at a time."""
+        """Copy ``size`` bytes of ``src_fd`` at ``offset``: small ones through the buffer, big ones by the
+        kernel where it can."""
+        if size < _KERNEL_COPY_MIN or not self._kernel_copy:
+            self._copy_through(src_fd, offset, size)
+            return
+        self.flush()
+        end = offset + size
+        while offset < end:
+            try:
+                n = os.copy_file_range(src_fd, self.fd, end - offset, offset, self.pos)
+            except OSError:  # not across these file systems: read and write it
+                self._kernel_copy = False
+                self._copy_through(src_fd, offset, end - offset)
+                return
+            if n == 0:
+                raise zipfile.BadZipFile("the source ends inside a member's data")
+            offset += n
+            self.pos += n
+        self._buf_at = self.pos
+
+    def _copy_through(self, src_fd: int, offset: int, size: int) -> None:
         end = offset + size
         while offset < end:
             chunk = os.pread(src_fd, min(end - offset, _COPY_CHUNK), offset)
@@ -656,6 +708,7 @@ def _write(
         for entry in central:
             out.write(entry)
         out.write(_end_records(len(central), cd_offset, out.pos - cd_offset, source.comment))
+        out.flush()
 
 
 def _write_bytes(out: _Output, member: _Member, data: bytes, level: int) -> _Member:
@@ -673,7 +726,7 @@ def _write_deflated(
     after the data, once the compressed size and the CRC are known."""
     offset = out.pos
     zip64 = file_size >= ZIP64_LIMIT or _deflate_bound(file_size) >= ZIP64_LIMIT
-    out.pos += len(_local_header(member, zip64))
+    out.reserve(len(_local_header(member, zip64)))
     compress_size = 0
     for block in blocks:
         out.write(block)
