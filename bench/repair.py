@@ -537,9 +537,9 @@ def find_need(need: str, entries: Sequence[str], origin: Path) -> str | None:
 
 
 def check_tree(root: Path, lib_dirs: Sequence[str], interpreter: str | None) -> TreeCheck:
-    """Every ELF file under ``root`` that needs a library of ``lib_dirs`` finds it through its own search path,
-    in its store directory or in a copy the tree ships (torch's libgomp.so.1); with ``interpreter``, every
-    PT_INTERP is that."""
+    """Every ELF file under ``root`` that needs a library of ``lib_dirs`` finds it through its own search
+    path, in its store directory or in a copy the tree ships (torch's libgomp.so.1); with ``interpreter``,
+    every PT_INTERP is that."""
     where = lib_dir_of(lib_dirs)
     elfs = linked = 0
     problems = []
