@@ -209,3 +209,40 @@ def test_indexed_inflate_matches_zlib_and_refuses_more_than_declared(library: st
             pass
     with pytest.raises(InflateError):  # a stream cut short
         inflate_indexed(lambda o, n: raw[o : o + n], 0, len(raw) // 2, lambda c: None, library=library)
+
+
+def test_pipelined_hashing_gives_the_same_scan(big_wheel: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Big members are hashed and written on a second thread while they inflate: same facts, same refusals."""
+    with WheelArchive.open(big_wheel) as archive:
+        serial = scan_archive(archive, jobs=1)
+    monkeypatch.setattr(scan_mod, "PIPELINE_MIN", 0)
+    with WheelArchive.open(big_wheel) as archive, Spool() as spool:
+        assert scan_archive(archive, jobs=2) == serial
+        scan_archive(archive, jobs=2, spool=spool)
+        kept = spool.take("wheelfix_example/libbig.so")
+        assert kept is not None and kept.path.read_bytes()[:4] == b"\x7fELF"
+
+
+def test_pipelined_consumer_errors_reach_the_caller() -> None:
+    class Broken:
+        def update(self, data: bytes | memoryview, /) -> None:
+            raise OSError("disk on fire")
+
+    chunks = iter([b"x" * 10] * 100)  # more than the queue holds: the producer must not block
+    with pytest.raises(OSError, match="disk on fire"):
+        scan_mod._consume(chunks, None, Broken(), True)
+
+
+def test_a_bad_record_hash_is_caught_when_pipelined(
+    big_wheel: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scan_mod, "PIPELINE_MIN", 0)
+    bad = tmp_path / big_wheel.name
+    with zipfile.ZipFile(big_wheel) as src, zipfile.ZipFile(bad, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "wheelfix_example/blob.bin":
+                data = data[:-1] + bytes([data[-1] ^ 1])
+            dst.writestr(info, data)
+    with pytest.raises(wheelfix.BadInput, match=r"blob\.bin"):
+        wheelfix.inspect([bad])

@@ -16,6 +16,7 @@ import hashlib
 import itertools
 import mmap
 import os
+import queue
 import re
 import shutil
 import tempfile
@@ -25,6 +26,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from wheelfix.analysis.policy import manylinux_policies, musllinux_policies
 from wheelfix.binfmt import MAGIC_PREFIX_LEN, BinaryFormat, BinaryFormatError, detect_format
@@ -228,6 +230,56 @@ def _write_all(fd: int, chunk: bytes | memoryview) -> None:
         view = view[os.write(fd, view) :]
 
 
+#: Members at least this big are hashed (and written) on a thread of their own while they are inflated: a big
+#: wheel's largest member is its scan's critical path.
+PIPELINE_MIN = 32 << 20
+
+
+class _Hasher(Protocol):
+    def update(self, data: bytes | memoryview, /) -> None: ...
+
+
+def _consume(
+    chunks: Iterator[bytes | memoryview], fd: int | None, hasher: _Hasher | None, pipelined: bool
+) -> None:
+    """Write each chunk to ``fd`` and hash it, in order: here, or (``pipelined``) on a second thread that
+    works while the next chunk is inflated (hashlib and os.write release the GIL)."""
+    if not pipelined or (fd is None and hasher is None):
+        for chunk in chunks:
+            if fd is not None:
+                _write_all(fd, chunk)
+            if hasher is not None:
+                hasher.update(chunk)
+        return
+    todo: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+    failed: list[BaseException] = []
+
+    def work() -> None:
+        while (chunk := todo.get()) is not None:
+            if failed:
+                continue  # drain, so the producer never blocks
+            try:
+                if fd is not None:
+                    _write_all(fd, chunk)
+                if hasher is not None:
+                    hasher.update(chunk)
+            except BaseException as e:  # re-raised on the caller's thread
+                failed.append(e)
+
+    worker = threading.Thread(target=work, name="wheelfix-hash", daemon=True)
+    worker.start()
+    try:
+        for chunk in chunks:  # a view of a reused buffer is copied: the inflater reuses it
+            todo.put(chunk if isinstance(chunk, bytes) else bytes(chunk))
+            if failed:
+                break
+    finally:
+        todo.put(None)
+        worker.join()
+    if failed:
+        raise failed[0]
+
+
 class _Member:
     """One member's inflated bytes as they stream by: hashed, and (once it is known to be a binary) kept —
     in memory, in an unlinked temp file, or in the spool."""
@@ -271,9 +323,7 @@ class _Member:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def drain(self) -> None:
-        for chunk in self.chunks:
-            if self.hasher is not None:
-                self.hasher.update(chunk)
+        _consume(self.chunks, None, self.hasher, self.info.file_size >= PIPELINE_MIN)
         self._check_indexed()
 
     def into_memory(self, head: bytes) -> bytes:
@@ -287,10 +337,7 @@ class _Member:
 
     def into_file(self, head: bytes, fd: int) -> None:
         _write_all(fd, head)
-        for chunk in self.chunks:
-            _write_all(fd, chunk)
-            if self.hasher is not None:
-                self.hasher.update(chunk)
+        _consume(self.chunks, fd, self.hasher, self.info.file_size >= PIPELINE_MIN)
         self._check_indexed()
 
     def _check_indexed(self) -> None:
