@@ -39,7 +39,9 @@ from _runner import (
 )
 
 TOOLS = ("floor", "auditwheel", "wheelfix")
-RSS_HEADROOM_MIB = 200  # target: peak RSS below the largest member + this
+RSS_TARGET_MIB = 256  # target: peak RSS at most this, whatever the largest member
+TARGET_X_FLOOR = 0.6  # target: wheelfix wall time at most this many times the floor's
+TARGET_VS_AUDITWHEEL = 30.0  # target: auditwheel show at least this many times slower than wheelfix
 FLOOR_CODE = """\
 import sys, zipfile
 with zipfile.ZipFile(sys.argv[1]) as zf:
@@ -72,7 +74,7 @@ class WheelInfo:
 
     @property
     def rss_target_mib(self) -> float:
-        return self.largest_member_size / MIB + RSS_HEADROOM_MIB
+        return float(RSS_TARGET_MIB)
 
 
 def wheel_info(path: Path) -> WheelInfo:
@@ -120,7 +122,7 @@ def report(results: list[tuple[WheelInfo, dict[str, Summary]]]) -> str:
                 f"{info.largest_member_size / MIB:.0f}",
                 f"{info.rss_target_mib:.0f}",
                 _fmt(wheelfix_rss, ".0f"),
-                "-" if wheelfix_rss is None else ("yes" if wheelfix_rss < info.rss_target_mib else "NO"),
+                "-" if wheelfix_rss is None else ("yes" if wheelfix_rss <= info.rss_target_mib else "NO"),
             ]
         )
     timing = markdown_table(
@@ -133,13 +135,49 @@ def report(results: list[tuple[WheelInfo, dict[str, Summary]]]) -> str:
             "members",
             "largest member",
             "largest MiB (uncompressed)",
-            f"RSS target MiB (largest + {RSS_HEADROOM_MIB})",
+            "RSS target MiB",
             "wheelfix peak RSS MiB",
             "within target",
         ],
         memory_rows,
     )
-    return f"{timing}\n\n{memory}"
+    goals = markdown_table(["wheel", "target", "value", "goal", "met"], target_rows(results))
+    return f"{timing}\n\n{memory}\n\n{goals}"
+
+
+def target_rows(results: list[tuple[WheelInfo, dict[str, Summary]]]) -> list[list[str]]:
+    """The issue's targets, per wheel: x floor, auditwheel / wheelfix, peak RSS."""
+    rows = []
+    for info, summaries in results:
+        wheelfix = summaries.get("wheelfix")
+        x_floor = _ratio(wheelfix, summaries.get("floor"))
+        vs_aw = _ratio(summaries.get("auditwheel"), wheelfix)
+        rss = wheelfix.peak_rss_mib if wheelfix is not None and wheelfix.ok else None
+        for name, value, goal, met in (
+            (
+                "wheelfix / floor",
+                x_floor,
+                f"<= {TARGET_X_FLOOR}",
+                x_floor is not None and x_floor <= TARGET_X_FLOOR,
+            ),
+            (
+                "auditwheel / wheelfix",
+                vs_aw,
+                f">= {TARGET_VS_AUDITWHEEL:g}",
+                vs_aw is not None and vs_aw >= TARGET_VS_AUDITWHEEL,
+            ),
+            ("wheelfix peak RSS MiB", rss, f"<= {RSS_TARGET_MIB}", rss is not None and rss <= RSS_TARGET_MIB),
+        ):
+            rows.append(
+                [
+                    info.label,
+                    name,
+                    _fmt(value, ".2f"),
+                    goal,
+                    "-" if value is None else ("yes" if met else "**no**"),
+                ]
+            )
+    return rows
 
 
 def to_json(results: list[tuple[WheelInfo, dict[str, Summary]]], repeat: int) -> dict[str, Any]:
@@ -168,9 +206,21 @@ def to_json(results: list[tuple[WheelInfo, dict[str, Summary]]], repeat: int) ->
     return {
         "repeat": repeat,
         "statistic": "median wall time; peak RSS is the maximum over repeats",
-        "versions": {name: distribution_version(name) for name in ("wheelfix", "auditwheel")},
+        "versions": {
+            name: distribution_version(name) for name in ("wheelfix", "auditwheel", "isal", "zlib-ng")
+        },
+        "inflater": _inflater(),
         "wheels": wheels,
     }
+
+
+def _inflater() -> str:
+    """The streaming inflater ``wheelfix inspect`` uses in this environment (isal, zlib-ng or zlib)."""
+    try:
+        from wheelfix.wheel import codecs
+    except ImportError:
+        return "unknown"
+    return codecs.inflater_name()
 
 
 def _tool_list(text: str) -> list[str]:
