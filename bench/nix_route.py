@@ -2,11 +2,14 @@
 
 Usage: python bench/nix_route.py [--sets torch,ordinary | --wheels WHEEL...] [--runs N] [--output PATH]
 
-What a wheel-based derivation does from "the wheel is in dist/" to "$out is fixed up", two ways:
+What a wheel-based derivation does from "the wheel is in dist/" to "$out is fixed up", three ways:
 
 * ``hook`` (nix/hook.sh's wheelfixPhase, then pypaInstallHook): ``wheelfix repair -v WHEEL -o DIR
   --lib-path LIBDIR... --interpreter LOADER`` (as ``wheelfixRepairWheels`` runs it), then ``python -m
   installer --prefix OUT DIR/WHEEL``.
+* ``inplace`` (the other hook design: pypaInstallHook, then wheelfix on the installed tree): ``python -m
+  installer --prefix OUT WHEEL``, then ``wheelfix repair -v --in-place OUT --lib-path LIBDIR... --interpreter
+  LOADER``.
 * ``autopatchelf`` (pypaInstallHook, then autoPatchelfHook in postFixup): ``python -m installer --prefix OUT
   WHEEL``, then nixpkgs' auto-patchelf.py over OUT with the arguments auto-patchelf.sh gives it (see
   repair.py's ``auto_patchelf_argv``).
@@ -75,7 +78,11 @@ from repair import (
     run_tree_measured,
 )
 
-ROUTES = {"hook": ("repair", "install"), "autopatchelf": ("install", "autopatchelf")}
+ROUTES = {
+    "hook": ("repair", "install"),
+    "inplace": ("install", "repair"),
+    "autopatchelf": ("install", "autopatchelf"),
+}
 TARGET_RATIO = 1.5  # autopatchelf time / hook time, per set
 SETS = ("torch", "ordinary")
 
@@ -162,6 +169,12 @@ def phases(route: str, wheel: Path, out: Path, dist: Path, setup: Setup) -> list
         repair += [a for g in setup.allow for a in ("--allow", g)]
         repair += ["--interpreter", setup.interpreter]
         return [("repair", repair), ("install", [*install, str(dist / wheel.name)])]
+    if route == "inplace":
+        repair = [sys.executable, "-m", "wheelfix", "repair", "-v", "--in-place", str(out)]
+        repair += [a for d in setup.lib_dirs for a in ("--lib-path", d)]
+        repair += [a for g in setup.allow for a in ("--allow", g)]
+        repair += ["--interpreter", setup.interpreter]
+        return [("install", [*install, str(wheel)]), ("repair", repair)]
     fix = auto_patchelf_argv(setup.auto_patchelf, [out], setup.lib_dirs, setup.allow)
     return [("install", [*install, str(wheel)]), ("autopatchelf", fix)]
 
@@ -262,9 +275,10 @@ def _phase_rss(per_wheel: Sequence[Sequence[RouteRun]], phase: str) -> list[floa
     ]
 
 
-def ratio(totals: Mapping[str, Any]) -> float | None:
-    hook, autopatchelf = totals["hook"]["median_wall_s"], totals["autopatchelf"]["median_wall_s"]
-    return None if hook is None or autopatchelf is None else autopatchelf / hook
+def ratio(totals: Mapping[str, Any], route: str = "hook") -> float | None:
+    """autopatchelf's time over ``route``'s."""
+    ours, autopatchelf = totals[route]["median_wall_s"], totals["autopatchelf"]["median_wall_s"]
+    return None if ours is None or autopatchelf is None else autopatchelf / ours
 
 
 # --- reporting ------------------------------------------------------------------------------------
@@ -328,20 +342,34 @@ def wheel_rows(wheels: Sequence[Path], results: Mapping[str, Mapping[str, list[R
                 _median([r.tree.wall_s for r in runs]) if ok else None,
                 [_median([r.phase_wall(p) for r in runs]) if ok else None for p in phase_names],
             )
-        hook, ap = per["hook"][0], per["autopatchelf"][0]
+        hook, inplace, ap = per["hook"][0], per["inplace"][0], per["autopatchelf"][0]
         rows.append(
             [
                 wheel.name.split("-")[0],
                 f"{wheel.stat().st_size / MIB:.1f}",
                 _fmt(hook, ".2f"),
                 " + ".join(_fmt(s, ".2f") for s in per["hook"][1]),
+                _fmt(inplace, ".2f"),
+                " + ".join(_fmt(s, ".2f") for s in per["inplace"][1]),
                 _fmt(ap, ".2f"),
                 " + ".join(_fmt(s, ".2f") for s in per["autopatchelf"][1]),
                 _fmt(None if hook is None or ap is None else ap / hook, ".2f"),
+                _fmt(None if inplace is None or ap is None else ap / inplace, ".2f"),
             ]
         )
     return markdown_table(
-        ["wheel", "MiB", "hook s", "repair + install", "autopatchelf s", "install + autopatchelf", "ratio"],
+        [
+            "wheel",
+            "MiB",
+            "hook s",
+            "repair + install",
+            "inplace s",
+            "install + repair",
+            "autopatchelf s",
+            "install + autopatchelf",
+            "ap / hook",
+            "ap / inplace",
+        ],
         rows,
     )
 
@@ -349,15 +377,16 @@ def wheel_rows(wheels: Sequence[Path], results: Mapping[str, Mapping[str, list[R
 def targets(sets: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     result = []
     for name, totals in sets.items():
-        value = ratio(totals)
-        result.append(
-            {
-                "target": f"autopatchelf time / hook time ({name})",
-                "value": value,
-                "goal": f">= {TARGET_RATIO:g}",
-                "met": None if value is None else value >= TARGET_RATIO,
-            }
-        )
+        for route in ("hook", "inplace"):
+            value = ratio(totals, route)
+            result.append(
+                {
+                    "target": f"autopatchelf time / {route} time ({name})",
+                    "value": value,
+                    "goal": f">= {TARGET_RATIO:g}",
+                    "met": None if value is None else value >= TARGET_RATIO,
+                }
+            )
     return result
 
 
@@ -513,7 +542,12 @@ def main(argv: list[str] | None = None) -> int:
             "allow": list(args.allow),
             "routes": {route: list(p) for route, p in ROUTES.items()},
             "sets": {
-                name: {"wheels": [w.name for w in ws], "totals": totals[name], "ratio": ratio(totals[name])}
+                name: {
+                    "wheels": [w.name for w in ws],
+                    "totals": totals[name],
+                    "ratio": ratio(totals[name]),
+                    "ratio_inplace": ratio(totals[name], "inplace"),
+                }
                 for name, ws in sets.items()
             },
             "ordinary_why": ORDINARY if "ordinary" in sets else None,

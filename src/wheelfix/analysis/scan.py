@@ -22,14 +22,14 @@ import shutil
 import tempfile
 import threading
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from wheelfix.analysis.policy import manylinux_policies, musllinux_policies
-from wheelfix.binfmt import MAGIC_PREFIX_LEN, BinaryFormat, BinaryFormatError, detect_format
+from wheelfix.binfmt import MAGIC_PREFIX_LEN, BinaryFormat, BinaryFormatError, detect_format, page_out
 from wheelfix.binfmt.elf.extras import EMPTY as NO_EXTRAS
 from wheelfix.binfmt.elf.extras import ElfExtras, read_extras
 from wheelfix.binfmt.elf.reader import ElfInfo, parse_elf
@@ -187,20 +187,6 @@ class Spool:
         self.close()
 
 
-def _page_out(view: mmap.mmap) -> Callable[[int, int], None]:
-    """Drop the pages of a read-only file map wholly inside [lo, hi) from this process (they stay in the
-    page cache): the reader is done with them."""
-    page = mmap.PAGESIZE
-
-    def drop(lo: int, hi: int) -> None:
-        lo = -(-lo // page) * page
-        hi = hi // page * page
-        if hi > lo and hasattr(mmap, "MADV_DONTNEED"):
-            view.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
-
-    return drop
-
-
 _Result = ElfMember | MachOMember | UnsupportedBinary | None
 _Scanned = tuple[list[Problem], _Result]
 
@@ -209,10 +195,10 @@ def _parse(
     archive: WheelArchive, info: zipfile.ZipInfo, fmt: BinaryFormat, data: bytes | mmap.mmap
 ) -> tuple[list[Problem], _Result]:
     file, name = archive.display, info.filename
-    page_out = _page_out(data) if isinstance(data, mmap.mmap) else None
+    paging = page_out(data) if isinstance(data, mmap.mmap) else None
     if fmt is BinaryFormat.ELF:
         try:
-            elf = parse_elf(data, strict=archive.limits.strict, page_out=page_out)
+            elf = parse_elf(data, strict=archive.limits.strict, page_out=paging)
         except BinaryFormatError as e:
             return [Problem(file, name, f"malformed ELF: {e}")], None
         extras = read_extras(data, wanted=WANTED_IMPORTS)

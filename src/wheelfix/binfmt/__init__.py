@@ -4,15 +4,31 @@ from __future__ import annotations
 
 import mmap
 import struct
+from collections.abc import Callable
 
 from wheelfix._enum import StrEnum
 from wheelfix.errors import EXIT_BAD_INPUT, Error
 
-__all__ = ["MAGIC_PREFIX_LEN", "BinaryFormat", "BinaryFormatError", "Buffer", "detect_format"]
+__all__ = ["MAGIC_PREFIX_LEN", "BinaryFormat", "BinaryFormatError", "Buffer", "detect_format", "page_out"]
 
 MAGIC_PREFIX_LEN = 4096  # enough for the PE signature of any real DOS stub
 
 Buffer = bytes | bytearray | mmap.mmap  # what the readers and editors read: a file's bytes, or a map of it
+
+
+def page_out(view: mmap.mmap) -> Callable[[int, int], None]:
+    """For a reader that goes through a read-only file map once (``parse_elf(..., page_out=)``): drop the
+    pages wholly inside [lo, hi) from this process when it says it is done with them. They stay in the page
+    cache; the process's memory does not grow with the file."""
+    page = mmap.PAGESIZE
+
+    def drop(lo: int, hi: int) -> None:
+        lo = -(-lo // page) * page
+        hi = hi // page * page
+        if hi > lo and hasattr(mmap, "MADV_DONTNEED"):
+            view.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+    return drop
 
 
 class BinaryFormatError(Error, ValueError):

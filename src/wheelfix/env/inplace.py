@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import mmap
 import os
 import posixpath
 import tempfile
@@ -131,10 +130,13 @@ def _copy(src: int, dst: int, size: int) -> None:
 
 
 def _sha256(fd: int) -> bytes:
-    if os.fstat(fd).st_size == 0:
-        return hashlib.sha256().digest()
-    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as view:
-        return hashlib.sha256(view).digest()
+    """Read in pieces, not mapped: a map of a big library would count whole in the process's memory."""
+    sha = hashlib.sha256()
+    offset = 0
+    while chunk := os.pread(fd, 4 << 20, offset):
+        sha.update(chunk)
+        offset += len(chunk)
+    return sha.digest()
 
 
 def _finish(fd: int, stamp: FileStamp) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from wheelfix.analysis.resolve import analyze
 from wheelfix.analysis.scan import ElfMember, MachOMember, UnsupportedBinary, WheelScan, default_jobs
-from wheelfix.binfmt import MAGIC_PREFIX_LEN, BinaryFormat, BinaryFormatError, detect_format
+from wheelfix.binfmt import MAGIC_PREFIX_LEN, BinaryFormat, BinaryFormatError, detect_format, page_out
 from wheelfix.binfmt.elf.reader import parse_elf
 from wheelfix.binfmt.macho.reader import parse_macho
 from wheelfix.env.discover import Distribution, Installed, find_distributions, pth_dirs, unrecorded_files
@@ -66,7 +66,8 @@ def _parse(task: _Task, fd: int, fmt: BinaryFormat, size: int) -> tuple[Parsed |
     with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as data:
         try:
             if fmt is BinaryFormat.ELF:
-                return ElfMember(task.member, task.location, size, parse_elf(data)), None
+                elf = parse_elf(data, page_out=page_out(data))  # memory does not grow with the file
+                return ElfMember(task.member, task.location, size, elf), None
             return MachOMember(task.member, task.location, size, parse_macho(data)), None
         except BinaryFormatError as e:
             kind = "ELF" if fmt is BinaryFormat.ELF else "Mach-O"
