@@ -133,6 +133,7 @@ def repeat_interleaved(
                 continue
             run = run_measured(argv)
             runs[name].append(run)
+            os.sync()  # outside the measurement: the next run should not pay for this one's writeback
             if log:
                 status = "ok" if run.ok else f"FAILED (exit {run.returncode})"
                 print(

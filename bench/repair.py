@@ -689,6 +689,7 @@ def measure(
                 for p in problems[method][:10]:
                     print(f"    wrong output: {p}", file=sys.stderr, flush=True)
             remove(out)
+            os.sync()  # outside the measurement: the next run should not pay for this one's writeback
     return {m: Summary(tuple(r)) for m, r in results.items()}, problems
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import functools
 import hashlib
 import io
 import itertools
@@ -153,19 +154,29 @@ def _is_symlink(info: zipfile.ZipInfo) -> bool:
     return info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16)
 
 
+_URLSAFE_B64 = re.compile(r"[A-Za-z0-9_-]*")
+_HEX = re.compile(r"[0-9A-Fa-f]*")
+_ANY_B64 = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
+
+
+@functools.cache
+def _digest_size(algorithm: str) -> int:
+    return hashlib.new(algorithm).digest_size
+
+
 def _decode_digest(text: str, size: int) -> tuple[bytes, str | None] | None:
     """A RECORD digest: urlsafe base64 without padding as the spec says, or (with a note saying which) the
     other encodings installers accept without looking: padded or standard base64, hexadecimal."""
-    if re.fullmatch(r"[A-Za-z0-9_-]*", text):
+    if _URLSAFE_B64.fullmatch(text):
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         except (ValueError, TypeError):
             raw = b""
         if len(raw) == size:
             return raw, None
-    if len(text) == 2 * size and re.fullmatch(r"[0-9A-Fa-f]*", text):
+    if len(text) == 2 * size and _HEX.fullmatch(text):
         return bytes.fromhex(text), "hexadecimal"
-    if re.fullmatch(r"[A-Za-z0-9+/_-]*={0,2}", text):
+    if _ANY_B64.fullmatch(text):
         try:
             raw = base64.b64decode(
                 text.replace("-", "+").replace("_", "/") + "=" * (-len(text.rstrip("=")) % 4)
@@ -255,7 +266,7 @@ def _record_row(lineno: int, row: list[str], report: _Report, record_name: str) 
         if not sep or algorithm not in hashlib.algorithms_guaranteed or algorithm.startswith("shake_"):
             report.problem(record_name, f"line {lineno}: bad hash {hash_spec!r} for {path}")
             return None
-        decoded = _decode_digest(encoded, hashlib.new(algorithm).digest_size)
+        decoded = _decode_digest(encoded, _digest_size(algorithm))
         if decoded is None:
             report.problem(
                 record_name, f"line {lineno}: digest of {path} is neither base64 nor hex of its size"
