@@ -12,6 +12,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import threading
 import zipfile
 from collections import Counter
 from collections.abc import Iterator
@@ -246,3 +247,25 @@ def test_a_bad_record_hash_is_caught_when_pipelined(
             dst.writestr(info, data)
     with pytest.raises(wheelfix.BadInput, match=r"blob\.bin"):
         wheelfix.inspect([bad])
+
+
+def test_other_threads_yield_to_the_largest_member(big_wheel: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When one member dominates, the scan's other pool threads are made nicer (Linux: per thread), so the
+    thread inflating it gets a core; never the caller's thread, and the facts do not change."""
+    calls: list[tuple[int, int]] = []
+    real = os.setpriority
+
+    def record(which: int, who: int, prio: int) -> None:
+        calls.append((who, prio))
+        real(which, who, prio)
+
+    with WheelArchive.open(big_wheel) as archive:
+        serial = scan_archive(archive, jobs=1)
+    monkeypatch.setattr(scan_mod, "PIPELINE_MIN", 0)
+    monkeypatch.setattr(os, "setpriority", record)
+    me = threading.get_native_id()
+    before = os.getpriority(os.PRIO_PROCESS, me)
+    with WheelArchive.open(big_wheel) as archive:
+        assert scan_archive(archive, jobs=2) == serial
+    assert calls and all(who != me and prio == before + scan_mod.CRITICAL_NICE for who, prio in calls)
+    assert os.getpriority(os.PRIO_PROCESS, me) == before

@@ -19,6 +19,7 @@ import os
 import queue
 import re
 import shutil
+import sys
 import tempfile
 import threading
 import zipfile
@@ -453,7 +454,30 @@ def _tasks(members: list[zipfile.ZipInfo]) -> list[list[zipfile.ZipInfo]]:
     return big + batches
 
 
-def _run_task(archive: WheelArchive, task: list[zipfile.ZipInfo], spool: Spool | None) -> list[_Scanned]:
+#: How much nicer than the critical member's thread the scan's other threads are, when one member dominates
+CRITICAL_NICE = 4
+_yielding = threading.local()
+
+
+def _yield_to_critical() -> None:
+    """Make this (pool) thread nicer, once: the thread inflating the wheel's largest member then gets a core
+    to itself. Linux keeps a nice value per thread; a thread may always raise its own. The pool's threads
+    end with the scan."""
+    if getattr(_yielding, "done", False) or not sys.platform.startswith("linux"):
+        return  # elsewhere a thread id is no process id: setpriority could reach another process
+    _yielding.done = True
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + CRITICAL_NICE)
+    except OSError:  # pragma: no cover - not allowed here: only slower
+        pass
+
+
+def _run_task(
+    archive: WheelArchive, task: list[zipfile.ZipInfo], spool: Spool | None, yield_cpu: bool = False
+) -> list[_Scanned]:
+    if yield_cpu:
+        _yield_to_critical()
     if len(task) == 1 and (
         task[0].file_size >= BATCH_MEMBER_MAX or task[0].compress_size >= BATCH_MEMBER_MAX
     ):
@@ -491,8 +515,12 @@ def _scan_members(
             results.extend(_run_task(archive, task, spool))
             tick(task)
         return results
+    critical = tasks[0] if len(tasks[0]) == 1 and tasks[0][0].file_size >= PIPELINE_MIN else None
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wheelfix-scan") as pool:
-        futures = {pool.submit(_run_task, archive, task, spool): task for task in tasks}
+        futures = {
+            pool.submit(_run_task, archive, task, spool, task is not critical and critical is not None): task
+            for task in tasks
+        }
         for future in as_completed(futures):  # on this thread: progress is called here
             results.extend(future.result())
             tick(futures[future])
