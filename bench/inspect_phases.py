@@ -26,12 +26,14 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE] + [_HERE]
 
 import hashlib
+import mmap
 import subprocess
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from _runner import manifest_wheels, markdown_table, warm_page_cache, write_results
 
@@ -69,20 +71,41 @@ class _Clock:
 
 
 def _work(archive: WheelArchive) -> dict[str, float]:
-    """One pass over the members, single-threaded, each kind of work timed on its own."""
+    """One pass over the members, single-threaded, streamed as the scan streams them (pieces of about 1 MiB),
+    each kind of work timed on its own; big binaries are parsed through a map of their spool file."""
     clock = _Clock()
-    with tempfile.TemporaryFile() as spool:
+    with tempfile.TemporaryFile() as spool:  # reused: truncated for each big binary
         for info in archive.members:
-            chunks = archive.iter_member(info, check_crc=False)
-            data: bytes = clock.timed("inflate", b"".join, chunks)
-            clock.timed("hash", hashlib.sha256, data)
-            fmt = detect_format(data[:MAGIC_PREFIX_LEN])
-            if fmt not in (BinaryFormat.ELF, BinaryFormat.MACHO, BinaryFormat.MACHO_FAT):
-                continue
-            if len(data) >= SPOOL_MIN:
-                clock.timed("spool", spool.write, data)
-            clock.timed("parse", parse_elf if fmt is BinaryFormat.ELF else parse_macho, data)
+            _member_work(archive, info, clock, spool)
     return clock.spent
+
+
+def _member_work(archive: WheelArchive, info: zipfile.ZipInfo, clock: _Clock, spool: IO[bytes]) -> None:
+    pieces = archive.iter_member(info, check_crc=False)
+    sha = hashlib.sha256()
+    head: bytes = clock.timed("inflate", next, pieces, b"")
+    clock.timed("hash", sha.update, head)
+    fmt = detect_format(head[:MAGIC_PREFIX_LEN])
+    binary = fmt in (BinaryFormat.ELF, BinaryFormat.MACHO, BinaryFormat.MACHO_FAT)
+    spooled = binary and info.file_size >= SPOOL_MIN
+    kept = [head]
+    if spooled:
+        spool.seek(0)
+        spool.truncate()
+        clock.timed("spool", spool.write, head)
+    while piece := clock.timed("inflate", next, pieces, b""):
+        clock.timed("hash", sha.update, piece)
+        if spooled:
+            clock.timed("spool", spool.write, piece)
+        elif binary:
+            kept.append(piece)
+    parse = parse_elf if fmt is BinaryFormat.ELF else parse_macho
+    if spooled:
+        clock.timed("spool", spool.flush)
+        with mmap.mmap(spool.fileno(), info.file_size, access=mmap.ACCESS_READ) as view:
+            clock.timed("parse", parse, view)
+    elif binary:
+        clock.timed("parse", parse, b"".join(kept))
 
 
 def phases(wheel: Path) -> dict[str, float]:
