@@ -75,6 +75,9 @@
                   zstandard
                   hypothesis
                   mypy
+                  # the `fast` codecs, which the test extra installs too
+                  isal
+                  zlib-ng
                 ]
                 # nixpkgs builds auditwheel for Linux only
                 ++ lib.optionals pkgs.stdenv.hostPlatform.isLinux [ auditwheel ]

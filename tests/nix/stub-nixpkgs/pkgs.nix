@@ -407,6 +407,8 @@ lib.makeScope lib.callPackageWith (
         zstandard = emptyPythonPackage "zstandard";
         hypothesis = emptyPythonPackage "hypothesis";
         mypy = emptyPythonPackage "mypy";
+        isal = emptyPythonPackage "isal";
+        zlib-ng = emptyPythonPackage "zlib-ng";
         # nixpkgs' auditwheel is Linux-only (meta.platforms = platforms.linux), as here
         auditwheel = pythonPackageFrom "auditwheel" "" { meta.platforms = lib.platforms.linux; };
         bootstrap = {
