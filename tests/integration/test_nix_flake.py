@@ -460,7 +460,7 @@ def test_package_is_built_with_buildPythonApplication(flake: Flake) -> None:
     assert got["pname"] == "wheelfix" and version and got["version"] == version.group(1)
     assert got["pyproject"] is True
     assert got["build-system"] == ["hatchling"]
-    assert sorted(got["dependencies"]) == ["auditwheel", "click", "packaging"]
+    assert sorted(got["dependencies"]) == ["auditwheel", "click", "isal", "packaging", "zlib-ng"]
     assert got["extra"] == []  # nothing but the Python dependencies (the ELF writer is wheelfix's own)
     assert got["doCheck"] is False and got["pythonImportsCheck"] == ["wheelfix"]
     assert got["mainProgram"] == "wheelfix"
@@ -473,9 +473,12 @@ def test_package_is_built_with_buildPythonApplication(flake: Flake) -> None:
 
 
 def test_package_dependencies_follow_pyproject(flake: Flake) -> None:
-    """The Nix package lists exactly pyproject.toml's runtime dependencies."""
+    """The Nix package lists exactly pyproject.toml's runtime dependencies and its `fast` extra."""
     project = pyproject_project()
-    wanted = {canonicalize_name(Requirement(r).name) for r in project["dependencies"]}
+    wanted = {
+        canonicalize_name(Requirement(r).name)
+        for r in [*project["dependencies"], *project["optional-dependencies"]["fast"]]
+    }
     got = flake.eval(f"packages.{SYSTEM}.default", "p: map (d: d.pname) p.stubArgs.dependencies")
     assert sorted(got) == sorted(wanted)
 
