@@ -435,14 +435,16 @@ def _scan_batch(archive: WheelArchive, batch: list[zipfile.ZipInfo], spool: Spoo
     return [_scan_small(archive, info, data, spool) for info, data in zip(batch, datas, strict=True)]
 
 
+def _alone(info: zipfile.ZipInfo) -> bool:
+    """Whether a member is scanned as a task of its own (streamed), not in a batch."""
+    return info.file_size >= BATCH_MEMBER_MAX or info.compress_size >= BATCH_MEMBER_MAX
+
+
 def _tasks(members: list[zipfile.ZipInfo]) -> list[list[zipfile.ZipInfo]]:
     """The scan's units of work, biggest first: each big member alone, then the small ones in batches of
     neighbours in the file."""
-    big = [[i] for i in members if i.file_size >= BATCH_MEMBER_MAX or i.compress_size >= BATCH_MEMBER_MAX]
-    small = sorted(
-        (i for i in members if i.file_size < BATCH_MEMBER_MAX and i.compress_size < BATCH_MEMBER_MAX),
-        key=lambda i: i.header_offset,
-    )
+    big = [[i] for i in members if _alone(i)]
+    small = sorted((i for i in members if not _alone(i)), key=lambda i: i.header_offset)
     batches: list[list[zipfile.ZipInfo]] = []
     lo = 0
     for info in small:  # a batch is read in one piece: its span of the file (big members between included)
@@ -478,9 +480,7 @@ def _run_task(
 ) -> list[_Scanned]:
     if yield_cpu:
         _yield_to_critical()
-    if len(task) == 1 and (
-        task[0].file_size >= BATCH_MEMBER_MAX or task[0].compress_size >= BATCH_MEMBER_MAX
-    ):
+    if len(task) == 1 and _alone(task[0]):
         return [_scan_member(archive, task[0], spool)]
     return _scan_batch(archive, task, spool)
 

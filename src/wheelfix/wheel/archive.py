@@ -300,6 +300,53 @@ def _read_small(zf: zipfile.ZipFile, info: zipfile.ZipInfo, file: str, limit: in
         raise BadInput([Problem(file, info.filename, f"cannot read: {e}")]) from None
 
 
+def _inflate(
+    read: Callable[[int, int], bytes], pos: int, info: zipfile.ZipInfo, check_crc: bool, chunk: int
+) -> Iterator[bytes]:
+    """Inflate ``info``'s data, which starts at ``pos`` (``read(n, offset)`` gives the archive's bytes), in
+    pieces of at most ``chunk`` compressed bytes. Output is capped at the declared size; a short, long or
+    corrupt stream raises CorruptMember; the CRC-32 is checked when ``check_crc``."""
+    left_in = info.compress_size
+    left_out = info.file_size
+    crc = 0
+    inflater = codecs.decompressobj() if info.compress_type == zipfile.ZIP_DEFLATED else None
+    pending = b""
+    while True:
+        if pending:
+            raw, pending = pending, b""
+        elif left_in:
+            raw = read(min(chunk, left_in), pos)
+            if not raw:
+                raise CorruptMember("archive ends inside the member's data")
+            pos += len(raw)
+            left_in -= len(raw)
+        else:
+            break
+        if inflater is None:
+            out = raw
+        else:
+            try:
+                out = inflater.decompress(raw, left_out + 1)
+            except codecs.inflate_errors() as e:
+                raise CorruptMember(f"bad deflate data ({e})") from None
+            pending = inflater.unconsumed_tail
+        if len(out) > left_out:
+            raise CorruptMember(f"inflates to more than its declared {info.file_size} bytes")
+        left_out -= len(out)
+        if check_crc:
+            crc = codecs.crc32(out, crc)
+        if out:
+            yield out
+        if inflater is not None and inflater.eof:
+            break
+    if inflater is not None and not inflater.eof:
+        raise CorruptMember("deflate stream is truncated")
+    if left_out:
+        raise CorruptMember(f"inflates to {info.file_size - left_out} bytes, {info.file_size} declared")
+    if check_crc and crc != info.CRC:
+        raise CorruptMember("CRC-32 mismatch")
+
+
 @dataclass(frozen=True, slots=True)
 class WheelIdentity:
     """What makes an opened wheel the same file later: its size, modification time and a hash of its central
@@ -590,46 +637,8 @@ class WheelArchive:
         """Inflate one member in chunks, reading with pread (no shared file position, so threads don't
         contend). Output is capped at the declared size; a short, long or corrupt stream raises
         CorruptMember. ``check_crc`` is for members that RECORD does not hash."""
-        pos = self.data_offset(info)
-        left_in = info.compress_size
-        left_out = info.file_size
-        crc = 0
-        inflater = codecs.decompressobj() if info.compress_type == zipfile.ZIP_DEFLATED else None
-        pending = b""
-        while True:
-            if pending:
-                raw, pending = pending, b""
-            elif left_in:
-                raw = os.pread(self._fd, min(chunk, left_in), pos)
-                if not raw:
-                    raise CorruptMember("archive ends inside the member's data")
-                pos += len(raw)
-                left_in -= len(raw)
-            else:
-                break
-            if inflater is None:
-                out = raw
-            else:
-                try:
-                    out = inflater.decompress(raw, left_out + 1)
-                except codecs.inflate_errors() as e:
-                    raise CorruptMember(f"bad deflate data ({e})") from None
-                pending = inflater.unconsumed_tail
-            if len(out) > left_out:
-                raise CorruptMember(f"inflates to more than its declared {info.file_size} bytes")
-            left_out -= len(out)
-            if check_crc:
-                crc = codecs.crc32(out, crc)
-            if out:
-                yield out
-            if inflater is not None and inflater.eof:
-                break
-        if inflater is not None and not inflater.eof:
-            raise CorruptMember("deflate stream is truncated")
-        if left_out:
-            raise CorruptMember(f"inflates to {info.file_size - left_out} bytes, {info.file_size} declared")
-        if check_crc and crc != info.CRC:
-            raise CorruptMember("CRC-32 mismatch")
+        fd = self._fd
+        yield from _inflate(lambda n, at: os.pread(fd, n, at), self.data_offset(info), info, check_crc, chunk)
 
     def inflate_small(
         self, infos: Sequence[zipfile.ZipInfo], check_crc: Callable[[zipfile.ZipInfo], bool]
@@ -657,25 +666,10 @@ class WheelArchive:
         local = parse_local_header(buf, base, info)
         if local is None:  # not wholly in the span read (a long local extra field): on its own
             return b"".join(self.iter_member(info, check_crc=check_crc))
-        at = local.data_offset - base
-        raw = buf[at : at + info.compress_size]
-        if info.compress_type == zipfile.ZIP_DEFLATED:
-            inflater = codecs.decompressobj()
-            try:
-                data = inflater.decompress(raw, info.file_size + 1)
-            except codecs.inflate_errors() as e:
-                raise CorruptMember(f"bad deflate data ({e})") from None
-            if len(data) > info.file_size:
-                raise CorruptMember(f"inflates to more than its declared {info.file_size} bytes")
-            if not inflater.eof:
-                raise CorruptMember("deflate stream is truncated")
-        else:
-            data = raw
-        if len(data) != info.file_size:
-            raise CorruptMember(f"inflates to {len(data)} bytes, {info.file_size} declared")
-        if check_crc and codecs.crc32(data) != info.CRC:
-            raise CorruptMember("CRC-32 mismatch")
-        return data
+        whole = max(1, info.compress_size)  # the member's data in one piece: one inflate call
+        return b"".join(
+            _inflate(lambda n, at: buf[at - base : at - base + n], local.data_offset, info, check_crc, whole)
+        )
 
     def install_location(self, member: str) -> InstallLocation:
         return install_location(member, self.meta.data_dir)
