@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -27,3 +28,15 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def run_cli() -> RunCli:
     """Run the real command line in a fresh interpreter."""
     return run_wheelfix
+
+
+LIBZ = Path("/usr/lib/x86_64-linux-gnu/libz.so.1")
+
+
+@pytest.fixture
+def libz_dir(tmp_path: Path) -> Path:
+    """A lib directory holding (a copy of) the host's libz.so.1, which the example wheel needs."""
+    d = tmp_path / "zlib" / "lib"
+    d.mkdir(parents=True)
+    shutil.copy2(LIBZ.resolve(), d / "libz.so.1")
+    return d

@@ -26,7 +26,6 @@ from wheelfix.cli import main
 
 from tests.support.prereq import require_tool
 
-LIBZ = Path("/usr/lib/x86_64-linux-gnu/libz.so.1")
 EXAMPLE_EXT = "wheelfix_example/_example.cpython-311-x86_64-linux-gnu.so"
 
 # --- counting opens ---------------------------------------------------------------------------------------
@@ -84,14 +83,6 @@ def rewrite_wheel(source: Path, dest: Path, replace: dict[str, bytes]) -> Path:
             out.writestr(zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0)), data, zipfile.ZIP_DEFLATED)
     dest.write_bytes(buf.getvalue())
     return dest
-
-
-@pytest.fixture
-def libz_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "zlib" / "lib"
-    d.mkdir(parents=True)
-    shutil.copy2(LIBZ.resolve(), d / "libz.so.1")
-    return d
 
 
 @pytest.fixture

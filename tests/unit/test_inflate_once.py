@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import shutil
 import struct
 import subprocess
 import sys
@@ -31,7 +30,6 @@ from wheelfix.wheel.splice import IndexedInflate, InflateError, inflate_indexed
 from tests.support.wheels import make_wheel
 
 EXT = "wheelfix_example/_example.cpython-311-x86_64-linux-gnu.so"
-LIBZ = Path("/usr/lib/x86_64-linux-gnu/libz.so.1")
 
 
 def _padding(n: int, seed: int) -> bytes:
@@ -62,14 +60,6 @@ def big_wheel(wheels: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
     files.update({f"wheelfix_example/data/{i:03d}.txt": b"line %d\n" % i * (i + 1) for i in range(300)})
     out = tmp_path_factory.mktemp("big")
     return make_wheel(out, "wheelfix_example", "cp311-cp311-manylinux_2_17_x86_64", files)
-
-
-@pytest.fixture
-def libz_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "zlib" / "lib"
-    d.mkdir(parents=True)
-    shutil.copy2(LIBZ.resolve(), d / "libz.so.1")
-    return d
 
 
 def _data_offsets(wheel: Path) -> dict[int, str]:
