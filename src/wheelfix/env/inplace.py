@@ -34,6 +34,7 @@ from wheelfix.env.record import record_hash, rewrite_record, sha256_row
 from wheelfix.errors import BadInput, OutputError, Problem, UsageError
 from wheelfix.repair.patch import patch_elf_fd, patch_macho_bytes
 from wheelfix.repair.plan import ElfEdit, MachOEdit, WheelPlan
+from wheelfix.wheel.atomic import copy_range
 from wheelfix.wheel.manifest import MANIFEST_NAME
 
 __all__ = ["ChangedFile", "InPlaceResult", "refuse_store", "repair_in_place"]
@@ -115,18 +116,8 @@ def _changed(path: str) -> BadInput:
 
 
 def _copy(src: int, dst: int, size: int) -> None:
-    offset = 0
-    while offset < size:
-        try:
-            n = os.copy_file_range(src, dst, size - offset, offset, offset)
-        except OSError:  # not supported across these file systems: copy by chunks
-            n = 0
-        if n == 0:
-            chunk = os.pread(src, min(1 << 20, size - offset), offset)
-            if not chunk:
-                raise OSError("file shrank while being copied")
-            n = os.pwrite(dst, chunk, offset)
-        offset += n
+    if copy_range(src, dst, size) != size:
+        raise OSError("file shrank while being copied")
 
 
 def _sha256(fd: int) -> bytes:

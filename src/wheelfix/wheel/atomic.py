@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_fd", "copy_atomically"]
+__all__ = ["atomic_fd", "copy_atomically", "copy_range"]
 
 
 def _new_file_mode() -> int:
@@ -77,3 +77,24 @@ def copy_atomically(source: Path | int, dest: Path) -> None:
             view = memoryview(chunk)
             while view:
                 view = view[os.write(fd, view) :]
+
+
+def copy_range(src: int, dst: int, size: int, src_offset: int = 0, dst_offset: int = 0) -> int:
+    """Copy ``size`` bytes of ``src`` at ``src_offset`` to ``dst`` at ``dst_offset``: by the kernel
+    (``copy_file_range``) where it can, else read and written in pieces. Returns how many bytes were
+    copied: fewer than ``size`` only when ``src`` ends first."""
+    done = 0
+    while done < size:
+        n = 0
+        if hasattr(os, "copy_file_range"):
+            try:
+                n = os.copy_file_range(src, dst, size - done, src_offset + done, dst_offset + done)
+            except OSError:  # not across these file systems: copy by pieces
+                n = 0
+        if n == 0:
+            chunk = os.pread(src, min(1 << 20, size - done), src_offset + done)
+            if not chunk:
+                break
+            n = os.pwrite(dst, chunk, dst_offset + done)
+        done += n
+    return done

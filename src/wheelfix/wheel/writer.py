@@ -84,7 +84,7 @@ from functools import partial
 from pathlib import Path
 
 from wheelfix.wheel.archive import WheelArchive
-from wheelfix.wheel.atomic import atomic_fd
+from wheelfix.wheel.atomic import atomic_fd, copy_range
 from wheelfix.wheel.deflate import BLOCK, block_starts, deflate_block, deflate_bound
 from wheelfix.wheel.splice import Spliced
 from wheelfix.wheel.zipformat import (
@@ -414,7 +414,6 @@ class _Output:
         self.pos = 0  # the end of what is written, buffered or not
         self._buf = bytearray()
         self._buf_at = 0  # the file offset of the buffer's first byte
-        self._kernel_copy = hasattr(os, "copy_file_range")
 
     def pwrite(self, data: bytes, pos: int) -> None:
         """Write ``data`` at ``pos``, before the end: into the buffer where it holds that range."""
@@ -456,23 +455,15 @@ class _Output:
     def copy(self, src_fd: int, offset: int, size: int) -> None:
         """Copy ``size`` bytes of ``src_fd`` at ``offset``: small ones through the buffer, big ones by the
         kernel where it can."""
-        if size < _KERNEL_COPY_MIN or not self._kernel_copy:
+        if size < _KERNEL_COPY_MIN:
             self._copy_through(src_fd, offset, size)
             return
         self.flush()
-        end = offset + size
-        while offset < end:
-            try:
-                n = os.copy_file_range(src_fd, self.fd, end - offset, offset, self.pos)
-            except OSError:  # not across these file systems: read and write it
-                self._kernel_copy = False
-                self._copy_through(src_fd, offset, end - offset)
-                return
-            if n == 0:
-                raise zipfile.BadZipFile("the source ends inside a member's data")
-            offset += n
-            self.pos += n
+        copied = copy_range(src_fd, self.fd, size, offset, self.pos)
+        self.pos += copied
         self._buf_at = self.pos
+        if copied != size:
+            raise zipfile.BadZipFile("the source ends inside a member's data")
 
     def _copy_through(self, src_fd: int, offset: int, size: int) -> None:
         end = offset + size
