@@ -159,22 +159,27 @@ class RouteRun:
         return next((p["wall_s"] for p in self.phases if p["phase"] == name and p["returncode"] == 0), None)
 
 
+def _wheelfix_repair(setup: Setup, *target: str) -> list[str]:
+    """``wheelfix repair -v TARGET...`` with the library directories, ignore globs and loader both routes get
+    (as ``wheelfixRepairWheels`` runs it)."""
+    argv = [sys.executable, "-m", "wheelfix", "repair", "-v", *target]
+    argv += [a for d in setup.lib_dirs for a in ("--lib-path", d)]
+    argv += [a for g in setup.allow for a in ("--allow", g)]
+    return [*argv, "--interpreter", setup.interpreter]
+
+
 def phases(route: str, wheel: Path, out: Path, dist: Path, setup: Setup) -> list[tuple[str, list[str]]]:
     """The commands of ``route`` on ``wheel``, installing into ``out`` (``dist``: where repair writes)."""
     install = [sys.executable, "-m", "installer", "--prefix", str(out)]
     install += [] if setup.compile_bytecode else ["--no-compile-bytecode"]
     if route == "hook":
-        repair = [sys.executable, "-m", "wheelfix", "repair", "-v", str(wheel), "-o", str(dist)]
-        repair += [a for d in setup.lib_dirs for a in ("--lib-path", d)]
-        repair += [a for g in setup.allow for a in ("--allow", g)]
-        repair += ["--interpreter", setup.interpreter]
+        repair = _wheelfix_repair(setup, str(wheel), "-o", str(dist))
         return [("repair", repair), ("install", [*install, str(dist / wheel.name)])]
     if route == "inplace":
-        repair = [sys.executable, "-m", "wheelfix", "repair", "-v", "--in-place", str(out)]
-        repair += [a for d in setup.lib_dirs for a in ("--lib-path", d)]
-        repair += [a for g in setup.allow for a in ("--allow", g)]
-        repair += ["--interpreter", setup.interpreter]
-        return [("install", [*install, str(wheel)]), ("repair", repair)]
+        return [
+            ("install", [*install, str(wheel)]),
+            ("repair", _wheelfix_repair(setup, "--in-place", str(out))),
+        ]
     fix = auto_patchelf_argv(setup.auto_patchelf, [out], setup.lib_dirs, setup.allow)
     return [("install", [*install, str(wheel)]), ("autopatchelf", fix)]
 
